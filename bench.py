@@ -1,0 +1,115 @@
+"""Benchmark: the stacked engine against the plain one-model-at-a-time loop, and the full sweeps.
+
+Everything printed is measured in this one run, on this machine:
+  1. throughput of the original algorithm (one model, one step at a time, torch.optim.SGD) on a few
+     rounds of experiment 1, against the engine on the full default stack of experiment 1;
+  2. wall time and peak memory of each entry script at its defaults, end to end (a fresh process,
+     imports and figure included), as the median of --repeats runs;
+  3. the original algorithm's time for each full sweep, extrapolated from its measured per-round cost.
+"""
+import argparse
+import os
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import torch
+import torch.nn.functional as F
+
+import data
+import engine
+from models import NaiveBoolNet, NaiveCNN
+
+ROOT = Path(__file__).resolve().parent
+
+
+def plain_rounds(make, batch, evaluate, rounds: int, steps: int, lr: float, momentum: float) -> tuple[float, float]:
+    """Seconds per round of the original algorithm, (training, evaluation): one model at a time."""
+    train = evaluation = 0.0
+    for r in range(rounds + 1):                      # round 0 warms up (lazy imports), not counted
+        start = time.perf_counter()
+        model = make()
+        opt = torch.optim.SGD([p for p in model.parameters() if p.requires_grad], lr=lr, momentum=momentum)
+        for _ in range(steps):
+            x, y, z = batch()
+            if y is None:
+                continue
+            opt.zero_grad()
+            F.binary_cross_entropy_with_logits(model(x, z)[:, 0], y).backward()
+            opt.step()
+        middle = time.perf_counter()
+        with torch.no_grad():
+            evaluate(model)
+        if r:
+            train += middle - start
+            evaluation += time.perf_counter() - middle
+    return train / rounds, evaluation / rounds
+
+
+def engine_steps_per_second(rounds: int, steps: int) -> tuple[float, int]:
+    gen = torch.Generator().manual_seed(0)
+    filters = range(1, 8)
+    stack = engine.init_stack([NaiveCNN(n) for n in filters] + [NaiveCNN(n, frozen_conv=True) for n in filters],
+                              rounds, gen)
+    batch = lambda step: (*data.pattern_pairs((stack.rounds,), gen), data.seeds((stack.rounds,), gen))
+    engine.train(stack, batch, 1, engine.make_optimizer("sgd", 0.1, 0.5))       # warm-up (lazy imports)
+    start = time.perf_counter()
+    engine.train(stack, batch, steps, engine.make_optimizer("sgd", 0.1, 0.5))
+    return stack.rounds * steps / (time.perf_counter() - start), stack.rounds
+
+
+def script_run(script: str) -> tuple[float, float]:
+    """Wall seconds and peak resident MiB of one default run of a script in a fresh process."""
+    with tempfile.TemporaryDirectory() as out:
+        start = time.perf_counter()
+        proc = subprocess.Popen([sys.executable, script, "--out", out, "--device", "cpu"], cwd=ROOT,
+                                stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        _, status, usage = os.wait4(proc.pid, 0)
+        wall = time.perf_counter() - start
+    if status:
+        sys.exit(f"{script} failed with status {status}")
+    return wall, usage.ru_maxrss / 1024
+
+
+def main() -> None:
+    p = argparse.ArgumentParser(description=__doc__.split("\n")[0], formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+    p.add_argument("--repeats", type=int, default=3, help="default runs of each script (median reported)")
+    p.add_argument("--plain-rounds", type=int, default=20, help="rounds of the plain loop to time")
+    args = p.parse_args()
+    print(f"device: cpu ({os.cpu_count()} cores visible), torch {torch.__version__}, threads {torch.get_num_threads()}")
+
+    gen = torch.Generator().manual_seed(0)
+    x_val, y_val = data.pattern_validation_set(1000, gen)
+    cnn_batch = lambda: (*data.pattern_pairs((), gen), data.seeds((), gen))
+    cnn_eval = lambda m: engine.accuracy(m(x_val, None)[:, 0][None], y_val)
+    train_cnn, eval_cnn = plain_rounds(lambda: NaiveCNN(4), cnn_batch, cnn_eval, args.plain_rounds, 100, 0.1, 0.5)
+    plain_rate = 100 / train_cnn
+    rate, stacked = engine_steps_per_second(500, 100)
+    print(f"\n1. training throughput, experiment 1 (model-steps per second, training only)")
+    print(f"   plain loop, NaiveCNN(4), {args.plain_rounds} rounds:                  {plain_rate:10.0f}")
+    print(f"   engine, Naive + RandomConv, 1..7 filters, {stacked} rounds:          {rate:10.0f}")
+    print(f"   ratio engine / plain: {rate / plain_rate:.0f}x")
+
+    def bool_batch():
+        x, y = data.and_points((16,), gen)
+        return (x, y if y.sum() >= data.MIN_POSITIVES else None, data.seeds((), gen))
+    xb, yb = data.and_points((5000,), gen)
+    train_bool, eval_bool = plain_rounds(lambda: NaiveBoolNet(11), bool_batch,
+                                  lambda m: engine.macro_f1(m(xb, None)[:, 0][None], yb), args.plain_rounds, 500, 0.1, 0.0)
+
+    original = {"eval_cnn.py": (train_cnn + eval_cnn) * 7 * 500 * 3, "eval_bool.py": (train_bool + eval_bool) * 22 * 50 * 2}
+    print(f"\n2. full default sweeps, end to end (median of {args.repeats} runs each, fresh processes)")
+    print(f"   {'script':<14}{'wall s':>8}{'runs':>26}{'peak MiB':>10}{'plain loop s (extrapolated)':>30}{'speed-up':>10}")
+    for script in ("eval_cnn.py", "eval_bool.py"):
+        runs = [script_run(script) for _ in range(args.repeats)]
+        wall = statistics.median(w for w, _ in runs)
+        peak = max(m for _, m in runs)
+        print(f"   {script:<14}{wall:8.2f}{' '.join(f'{w:.2f}' for w, _ in runs):>26}{peak:10.0f}"
+              f"{original[script]:30.0f}{original[script] / wall:9.0f}x")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,197 @@
+"""Train and evaluate many small networks at once. Knows nothing about either experiment.
+
+A `Stack` holds R networks ("rounds") of one class, possibly of several sizes (one group per
+sweep point), with every parameter stacked along a leading round dim and zero-padded to the
+largest size. A mask keeps padded and frozen entries out of training: their gradient is zeroed,
+so with no weight decay no optimizer ever moves them. The networks' `stacked_forward` must let a
+zero-padded unit change nothing downstream (a padded filter or hidden unit feeds a zero weight).
+
+One `torch.optim` optimizer steps all rounds together. Optimizers act elementwise, so every round
+follows exactly the trajectory it would follow alone; the oracle tests check this against a plain
+one-model loop.
+"""
+import copy
+from dataclasses import dataclass
+from typing import Callable
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+
+Batch = tuple[Tensor, Tensor, Tensor]          # x, targets, seeds
+OPTIMIZERS = ("sgd", "adam", "rmsprop", "adagrad")
+
+
+@dataclass
+class Group:
+    """Rounds [start, stop) of a stack, all of `template`'s class and size."""
+    template: nn.Module
+    start: int
+    stop: int
+
+
+@dataclass
+class Stack:
+    params: dict[str, Tensor]       # (R, *padded shape)
+    masks: dict[str, Tensor]        # (R, *padded shape): 1.0 where the entry is trained
+    groups: list[Group]
+
+    @property
+    def rounds(self) -> int:
+        return self.groups[-1].stop
+
+    def group_params(self, group: Group, start: int = 0, stop: int | None = None) -> dict[str, Tensor]:
+        """The parameters of rounds [start, stop) of a group, cut back to the group's own shapes."""
+        stop = group.stop - group.start if stop is None else stop
+        rows = slice(group.start + start, group.start + stop)
+        return {name: self.params[name][(rows, *(slice(0, n) for n in p.shape))]
+                for name, p in group.template.named_parameters()}
+
+    def module(self, r: int) -> nn.Module:
+        """Round r as a module of its own: a copy of its template holding round r's parameters."""
+        group = next(g for g in self.groups if g.start <= r < g.stop)
+        module = copy.deepcopy(group.template)
+        values = self.group_params(group, r - group.start, r - group.start + 1)
+        with torch.no_grad():
+            for name, p in module.named_parameters():
+                p.copy_(values[name][0])
+        return module
+
+
+def default_init_bound(module: nn.Module) -> float | None:
+    """PyTorch's default init of Linear/Conv draws weight and bias from U(-b, b), b = 1/sqrt(fan_in)."""
+    if isinstance(module, (nn.Linear, nn.modules.conv._ConvNd)):
+        return module.weight[0].numel() ** -0.5
+    return None
+
+
+def _fresh(template: nn.Module, rounds: int, gen: torch.Generator) -> dict[str, Tensor]:
+    """`rounds` independent default inits of the template's parameters, stacked.
+
+    Parameters of Linear and Conv layers are drawn as PyTorch's own init draws them; any other
+    parameter is deterministic at init (a zero bias, say) and is copied from the template.
+    """
+    out = {}
+    for prefix, module in template.named_modules():
+        bound = default_init_bound(module)
+        for name, p in module.named_parameters(recurse=False):
+            key = f"{prefix}.{name}" if prefix else name
+            if bound is None:
+                out[key] = p.detach().to(gen.device).expand(rounds, *p.shape).clone()
+            else:
+                u = torch.rand(rounds, *p.shape, generator=gen, device=gen.device)
+                out[key] = (2 * u - 1) * bound
+    return out
+
+
+def init_stack(templates: list[nn.Module], rounds: int, gen: torch.Generator) -> Stack:
+    """`rounds` freshly initialised networks per template, one group per template, in order."""
+    if len({type(t) for t in templates}) != 1:
+        raise ValueError("a stack holds networks of one class")
+    fresh = [_fresh(t, rounds, gen) for t in templates]
+    params, masks, groups = {}, {}, []
+    for name, p in templates[0].named_parameters():
+        shape = [max(dict(t.named_parameters())[name].shape[i] for t in templates) for i in range(p.dim())]
+        params[name] = torch.zeros(len(templates) * rounds, *shape, device=gen.device)
+        masks[name] = torch.zeros_like(params[name])
+    for i, (template, values) in enumerate(zip(templates, fresh)):
+        rows = slice(i * rounds, (i + 1) * rounds)
+        for name, p in template.named_parameters():
+            region = (rows, *(slice(0, n) for n in p.shape))
+            params[name][region] = values[name]
+            masks[name][region] = float(p.requires_grad)
+        groups.append(Group(template.to(gen.device), rows.start, rows.stop))
+    return Stack(params, masks, groups)
+
+
+def make_optimizer(name: str, lr: float, momentum: float) -> Callable[[list[Tensor]], torch.optim.Optimizer]:
+    """A factory of the named torch.optim optimizer; `momentum` applies to sgd and rmsprop."""
+    factories = {
+        "sgd": lambda ps: torch.optim.SGD(ps, lr=lr, momentum=momentum),
+        "adam": lambda ps: torch.optim.Adam(ps, lr=lr),
+        "rmsprop": lambda ps: torch.optim.RMSprop(ps, lr=lr, momentum=momentum),
+        "adagrad": lambda ps: torch.optim.Adagrad(ps, lr=lr),
+    }
+    return factories[name]
+
+
+def train(stack: Stack, batch: Callable[[int], Batch], steps: int,
+          optimizer: Callable[[list[Tensor]], torch.optim.Optimizer],
+          lengths: Tensor | None = None, on_step: Callable[[], object] | None = None) -> None:
+    """Train every round of the stack in place with binary cross-entropy on logits.
+
+    `batch(step)` gives (x, y, seed), each with a leading round dim. Round r takes steps
+    0 .. lengths[r] - 1 and then stays untouched (default: all `steps`); since a finished round
+    never trains again, its optimizer state after that does not matter.
+    """
+    names = [n for n, m in stack.masks.items() if m.any()]
+    params = [stack.params[n].requires_grad_() for n in names]
+    masked = [(p, stack.masks[n]) for p, n in zip(params, names) if not stack.masks[n].all()]
+    opt = optimizer(params)
+    if lengths is not None:
+        steps = min(steps, int(lengths.max()))
+    forward = stack.groups[0].template.train().stacked_forward
+    for step in range(steps):
+        x, y, seed = batch(step)
+        logits = forward(stack.params, x, seed)
+        loss = F.binary_cross_entropy_with_logits(logits, y, reduction="none").mean(1).sum()
+        opt.zero_grad(set_to_none=False)
+        loss.backward()
+        for p, mask in masked:
+            p.grad.mul_(mask)
+        finished = None if lengths is None else lengths <= step
+        if finished is not None and finished.any():
+            before = [p.detach().clone() for p in params]
+            opt.step()
+            with torch.no_grad():
+                for p, old in zip(params, before):
+                    keep = finished.view(-1, *([1] * (p.dim() - 1)))
+                    p.copy_(torch.where(keep, old, p))
+        else:
+            opt.step()
+        if on_step is not None:
+            on_step()
+    for p in params:
+        p.requires_grad_(False)
+
+
+@torch.no_grad()
+def evaluate(stack: Stack, data: Callable[[int, int], Batch], score: Callable[[Tensor, Tensor], Tensor],
+             chunk: int = 256) -> Tensor:
+    """Score every round; `data(start, stop)` gives (x, y, seed) for rounds [start, stop).
+
+    x may be shared by the rounds (no round dim) or one batch per round. Each group runs at its
+    own size (no padding) and at most `chunk` rounds at a time, so memory stays bounded.
+    """
+    scores = torch.empty(stack.rounds, device=stack.params[next(iter(stack.params))].device)
+    for group in stack.groups:
+        group.template.eval()
+        for start in range(group.start, group.stop, chunk):
+            stop = min(start + chunk, group.stop)
+            x, y, seed = data(start, stop)
+            params = stack.group_params(group, start - group.start, stop - group.start)
+            scores[start:stop] = score(group.template.stacked_forward(params, x, seed), y)
+    return scores
+
+
+def _predictions(logits: Tensor, y: Tensor) -> tuple[Tensor, Tensor]:
+    """Decisions `logit > 0` and truths; a non-finite logit is always a wrong answer."""
+    truth = (y > 0.5).expand_as(logits)
+    pred = torch.where(torch.isfinite(logits), logits > 0, ~truth)
+    return pred, truth
+
+
+def accuracy(logits: Tensor, y: Tensor) -> Tensor:
+    """Share of correct decisions per round: logits (R, N), y (N,) or (R, N) -> (R,)."""
+    pred, truth = _predictions(logits, y)
+    return (pred == truth).float().mean(-1)
+
+
+def macro_f1(logits: Tensor, y: Tensor) -> Tensor:
+    """Mean of the F1 of class 1 and of class 0, per round (an F1 with nothing to count is 0)."""
+    pred, truth = _predictions(logits, y)
+    tp = (pred & truth).sum(-1).float()
+    tn = (~pred & ~truth).sum(-1).float()
+    wrong = (pred != truth).sum(-1).float()
+    f1 = lambda hits: torch.where(2 * hits + wrong > 0, 2 * hits / (2 * hits + wrong).clamp(min=1), 0.0)
+    return (f1(tp) + f1(tn)) / 2

@@ -1,0 +1,75 @@
+"""Hypernetworks: small generators that turn a random seed z into the weights of a tiny network.
+
+During training a fresh z ~ N(0, I2) is drawn at every step (one per step, shared by the batch);
+at evaluation z = 0. What is counted and kept is the generated network, not the generator.
+"""
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+
+from data import PATTERN
+from models import SingleFilterCNN, TwoLayerBoolNet, pool_conv, two_layer_stacked
+
+SEED_DIM = 2
+SLOPE = 0.2
+
+
+def generator(hidden: int, out: int) -> nn.Sequential:
+    return nn.Sequential(nn.Linear(SEED_DIM, hidden), nn.LeakyReLU(SLOPE), nn.Linear(hidden, out))
+
+
+def stacked_generator(params: dict[str, Tensor], prefix: str, seed: Tensor) -> Tensor:
+    """Run R generators `prefix` (stacked params) on their seeds (R, SEED_DIM) -> (R, out)."""
+    h = torch.einsum("rs,rhs->rh", seed, params[f"{prefix}.0.weight"]) + params[f"{prefix}.0.bias"]
+    h = F.leaky_relu(h, SLOPE)
+    return torch.einsum("rh,roh->ro", h, params[f"{prefix}.2.weight"]) + params[f"{prefix}.2.bias"]
+
+
+class HyperCNN(nn.Module):
+    """Seed -> Linear(2, 4) -> LeakyReLU(0.2) -> Linear(4, 4) -> one conv kernel; plus a learned bias."""
+
+    n_params = len(PATTERN) + 1          # the generated network: one kernel and one bias
+
+    def __init__(self) -> None:
+        super().__init__()
+        self._generator = generator(4, len(PATTERN))
+        self._bias = nn.Parameter(torch.zeros(1))
+
+    def forward(self, x: Tensor, seed: Tensor) -> Tensor:
+        kernel = self._generator(seed).view(1, 1, -1)
+        return F.conv1d(x, kernel).max(dim=2)[0] + self._bias
+
+    def generate(self, seed: Tensor) -> SingleFilterCNN:
+        """The network this seed stands for, as a module of its own."""
+        with torch.no_grad():
+            return SingleFilterCNN(self._generator(seed), self._bias.item())
+
+    def stacked_forward(self, params: dict[str, Tensor], x: Tensor, seed: Tensor) -> Tensor:
+        kernel = stacked_generator(params, "_generator", seed)          # (R, K)
+        return pool_conv(x.squeeze(-2), kernel[:, None])[..., 0] + params["_bias"]
+
+
+class HyperBoolNet(nn.Module):
+    """Two generators fed the same seed: one gives W1 (2 x 2), the other W2 (2 x 1); plus a bias."""
+
+    n_params = 2 * 2 + 2 + 1
+
+    def __init__(self) -> None:
+        super().__init__()
+        self._first = generator(3, 4)
+        self._second = generator(3, 2)
+        self._bias = nn.Parameter(torch.zeros(1))
+
+    def forward(self, x: Tensor, seed: Tensor) -> Tensor:
+        w1 = self._first(seed).view(2, 2)
+        w2 = self._second(seed).view(2, 1)
+        return F.relu(x @ w1) @ w2 + self._bias
+
+    def generate(self, seed: Tensor) -> TwoLayerBoolNet:
+        with torch.no_grad():
+            return TwoLayerBoolNet(self._first(seed), self._second(seed), self._bias.item())
+
+    def stacked_forward(self, params: dict[str, Tensor], x: Tensor, seed: Tensor) -> Tensor:
+        w1 = stacked_generator(params, "_first", seed).view(-1, 2, 2)
+        w2 = stacked_generator(params, "_second", seed)                  # (R, 2)
+        return two_layer_stacked(x, w1, w2, params["_bias"])

@@ -1,0 +1,223 @@
+"""The networks of both experiments.
+
+Each class is a plain `nn.Module` whose `forward(x, seed)` reads like the write-up. Beside it,
+`stacked_forward(params, x, seed)` runs R networks of the same class at once: every tensor of
+`params` carries a leading round dim R (as `torch.func.stack_module_state` lays them out), and x
+is either one batch per round (leading dim R) or one batch shared by all rounds. The training
+engine calls it; the oracle tests check it against `forward`.
+
+Training-time surrogates (`pool='lse'`, `activation='softplus'|'leaky'`) only replace the hard
+operator while the module is in training mode: in eval mode every network is evaluated with max
+pooling and ReLU, the constraints of the original.
+"""
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+
+from data import PATTERN
+
+POOLS = ("max", "lse")
+ACTIVATIONS = ("relu", "softplus", "leaky")
+LEAKY_SLOPE = 0.01
+
+
+# ----------------------------------------------------------------------------- pooling over positions
+
+def lse_pool(conved: Tensor, temperature: float) -> Tensor:
+    """Smooth max over the last dim: T * logsumexp(x / T); it tends to the max as T -> 0."""
+    return temperature * torch.logsumexp(conved / temperature, dim=-1)
+
+
+def _windows(x: Tensor, kernel: int) -> Tensor:
+    """All windows of the last dim: (..., L) -> (..., L - kernel + 1, kernel)."""
+    return x.unfold(-1, kernel, 1)
+
+
+def _conv_per_round(x: Tensor, w: Tensor) -> Tensor:
+    """Valid 1-d correlation of x (R, B, L) with filters w (R, F, K) -> (R, B, F, L - K + 1).
+
+    One broadcast product per tap; accumulated in place when no gradient is needed.
+    """
+    k = w.shape[-1]
+    positions = x.shape[-1] - k + 1
+    tap = lambda i: (x[:, :, None, i:i + positions], w[:, None, :, i, None])
+    out = torch.mul(*tap(0))
+    for i in range(1, k):
+        out = out + torch.mul(*tap(i)) if out.requires_grad else out.addcmul_(*tap(i))
+    return out
+
+
+def _max_conv_shared(x: Tensor, w: Tensor) -> Tensor:
+    """max over positions of x (B, L) correlated with w (R, F, K) -> (R, B, F), without autograd.
+
+    A running max over positions keeps the working set at (B, R*F) instead of (B, R*F, positions).
+    """
+    r, f, k = w.shape
+    filters = w.reshape(r * f, k).t()
+    windows = _windows(x, k).transpose(0, 1)            # (positions, B, K)
+    best = windows[0] @ filters
+    score = torch.empty_like(best)
+    for window in windows[1:]:
+        torch.mm(window, filters, out=score)
+        torch.maximum(best, score, out=best)
+    return best.view(-1, r, f).transpose(0, 1)
+
+
+def pool_conv(x: Tensor, w: Tensor, pool: str = "max", temperature: float = 1.0) -> Tensor:
+    """Pool over positions of the correlation of sequences x with filters w (R, F, K) -> (R, B, F).
+
+    x is (R, B, L) (a batch per round) or (B, L) (shared). For max pooling, the gradient flows
+    through the arg-max window alone, as autograd routes it through `Tensor.max`; the values are
+    recomputed from that window so that only (R, B, F, K) products enter the graph.
+    """
+    if x.dim() == 2:
+        if pool != "max" or torch.is_grad_enabled():
+            x = x.expand(w.shape[0], *x.shape)
+        else:
+            return _max_conv_shared(x, w)
+    if pool == "lse":
+        return lse_pool(_conv_per_round(x, w), temperature)
+    with torch.no_grad():
+        where = _conv_per_round(x, w.detach()).max(-1)[1]              # (R, B, F)
+    windows = _windows(x, w.shape[-1])                                  # (R, B, T, K)
+    index = where[..., None].expand(*where.shape, w.shape[-1])
+    picked = windows.gather(2, index)                                   # (R, B, F, K)
+    return (picked * w[:, None]).sum(-1)
+
+
+# ----------------------------------------------------------------------------- experiment 1
+
+class NaiveCNN(nn.Module):
+    """Conv1d(1 -> n filters, kernel 4, no bias) -> max over positions -> Linear(n -> 1).
+
+    `frozen_conv=True` is RandomConv: the filters keep their random init, only `_decision` learns.
+    """
+
+    def __init__(self, n_filters: int, frozen_conv: bool = False, pool: str = "max",
+                 temperature: float = 0.1) -> None:
+        super().__init__()
+        self._conv = nn.Conv1d(in_channels=1, out_channels=n_filters, kernel_size=len(PATTERN), bias=False)
+        self._decision = nn.Linear(n_filters, 1)
+        self._conv.weight.requires_grad_(not frozen_conv)
+        self.pool, self.temperature = pool, temperature
+
+    @property
+    def n_params(self) -> int:
+        """Trainable parameters of the network: 5n + 1 (Naive) or n + 1 (RandomConv)."""
+        return sum(p.numel() for p in self.parameters() if p.requires_grad)
+
+    def _pool(self, conved: Tensor) -> Tensor:
+        if self.training and self.pool == "lse":
+            return lse_pool(conved, self.temperature)
+        return conved.max(dim=2)[0]
+
+    def forward(self, x: Tensor, seed: Tensor) -> Tensor:
+        conved = self._pool(self._conv(x))
+        return self._decision(conved)
+
+    def stacked_forward(self, params: dict[str, Tensor], x: Tensor, seed: Tensor) -> Tensor:
+        pool = self.pool if self.training else "max"
+        w = params["_conv.weight"].flatten(1, 2)                         # (R, F, K)
+        pooled = pool_conv(x.squeeze(-2), w, pool, self.temperature)     # (R, B, F)
+        decision = params["_decision.weight"][:, 0]                      # (R, F)
+        return torch.einsum("rbf,rf->rb", pooled, decision) + params["_decision.bias"]
+
+
+class SingleFilterCNN(nn.Module):
+    """One filter, max over positions, plus a bias: the 5-parameter network a HyperCNN generates."""
+
+    def __init__(self, kernel: Tensor, bias: float) -> None:
+        super().__init__()
+        self.kernel = nn.Parameter(kernel.reshape(1, 1, -1).clone())
+        self.bias = nn.Parameter(torch.tensor([float(bias)]))
+
+    @property
+    def n_params(self) -> int:
+        return self.kernel.numel() + self.bias.numel()
+
+    def forward(self, x: Tensor, seed: Tensor | None = None) -> Tensor:
+        return F.conv1d(x, self.kernel).max(dim=2)[0] + self.bias
+
+    def stacked_forward(self, params: dict[str, Tensor], x: Tensor, seed: Tensor) -> Tensor:
+        pooled = pool_conv(x.squeeze(-2), params["kernel"].flatten(1, 2))
+        return pooled[..., 0] + params["bias"]
+
+
+def hardcoded_cnn() -> SingleFilterCNN:
+    """Kernel [1, 1, 0, 1]: a match scores exactly 3, any other window at most 1.5; bias halfway."""
+    return SingleFilterCNN(torch.tensor(PATTERN), bias=-2.25)
+
+
+# ----------------------------------------------------------------------------- experiment 2
+
+def activate(h: Tensor, activation: str) -> Tensor:
+    if activation == "softplus":
+        return F.softplus(h)
+    if activation == "leaky":
+        return F.leaky_relu(h, LEAKY_SLOPE)
+    return F.relu(h)
+
+
+class NaiveBoolNet(nn.Module):
+    """Linear(2 -> width) -> ReLU -> Linear(width -> 1)."""
+
+    def __init__(self, width: int, activation: str = "relu") -> None:
+        super().__init__()
+        self.net = nn.Sequential(nn.Linear(2, width), nn.ReLU(), nn.Linear(width, 1))
+        self.activation = activation
+
+    @property
+    def n_params(self) -> int:
+        return sum(p.numel() for p in self.parameters() if p.requires_grad)
+
+    def _activation(self) -> str:
+        return self.activation if self.training else "relu"
+
+    def forward(self, x: Tensor, seed: Tensor) -> Tensor:
+        hidden, _, out = self.net
+        return out(activate(hidden(x), self._activation()))
+
+    def stacked_forward(self, params: dict[str, Tensor], x: Tensor, seed: Tensor) -> Tensor:
+        w1, b1 = params["net.0.weight"], params["net.0.bias"]             # (R, W, 2), (R, W)
+        w2, b2 = params["net.2.weight"][:, 0], params["net.2.bias"]       # (R, W), (R, 1)
+        h = activate(_dense(x, w1.transpose(1, 2)) + b1[:, None], self._activation())
+        return (h * w2[:, None]).sum(-1) + b2
+
+
+class TwoLayerBoolNet(nn.Module):
+    """relu(x W1) W2 + b with W1 (2 x 2), W2 (2 x 1): the width-2 network a HyperBoolNet generates."""
+
+    def __init__(self, w1: Tensor, w2: Tensor, bias: float) -> None:
+        super().__init__()
+        self.w1 = nn.Parameter(w1.reshape(2, 2).clone())
+        self.w2 = nn.Parameter(w2.reshape(2, 1).clone())
+        self.bias = nn.Parameter(torch.tensor([float(bias)]))
+
+    @property
+    def n_params(self) -> int:
+        return self.w1.numel() + self.w2.numel() + self.bias.numel()
+
+    def forward(self, x: Tensor, seed: Tensor | None = None) -> Tensor:
+        return F.relu(x @ self.w1) @ self.w2 + self.bias
+
+    def stacked_forward(self, params: dict[str, Tensor], x: Tensor, seed: Tensor) -> Tensor:
+        return two_layer_stacked(x, params["w1"], params["w2"][..., 0], params["bias"])
+
+
+def two_layer_stacked(x: Tensor, w1: Tensor, w2: Tensor, bias: Tensor) -> Tensor:
+    """relu(x W1) W2 + b for R networks: W1 (R, 2, H), W2 (R, H), b (R, 1) -> logits (R, B)."""
+    h = F.relu(_dense(x, w1))
+    return (h * w2[:, None]).sum(-1) + bias
+
+
+def _dense(x: Tensor, w: Tensor) -> Tensor:
+    """x (R, B, I) or shared (B, I) times per-round weights w (R, I, H) -> (R, B, H).
+
+    A sum of broadcast products over the few inputs: for I = 2 this beats a batched matmul.
+    """
+    return sum(x[..., i, None] * w[:, None, i] for i in range(w.shape[1]))
+
+
+def hardcoded_bool_net() -> TwoLayerBoolNet:
+    """-100 relu(-x1) - 100 relu(-x2) + 10: the write-up's width-2 solution, as a real network."""
+    return TwoLayerBoolNet(-torch.eye(2), torch.tensor([-100.0, -100.0]), bias=10.0)

@@ -1,0 +1,201 @@
+"""Results on disk and on screen: the per-model CSV, the settings JSON, intervals, table and figure.
+
+Every file is written atomically: to a temporary file in the same folder, then renamed.
+"""
+import csv
+import io
+import json
+import math
+import os
+import tempfile
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Callable, Iterable
+
+import numpy as np
+
+COLUMNS = ("model", "sweep", "params", "round", "score")
+MODELS = ("Naive", "RandomConv", "HyperNetwork", "hardcoded")
+Z95 = 1.959963984540054
+BOOTSTRAP_RESAMPLES = 2000
+
+
+class DataError(ValueError):
+    """A results file that cannot be read as this project's CSV."""
+
+
+@dataclass(frozen=True)
+class Row:
+    model: str
+    sweep: int
+    params: int
+    round: int
+    score: float
+
+
+@dataclass(frozen=True)
+class Summary:
+    model: str
+    sweep: int
+    params: int
+    rounds: int
+    mean: float
+    mean_ci: tuple[float, float]
+    solved: float
+    solved_ci: tuple[float, float]
+
+
+# ----------------------------------------------------------------------------- intervals
+
+def bootstrap_mean_ci(scores: np.ndarray, resamples: int = BOOTSTRAP_RESAMPLES, seed: int = 0) -> tuple[float, float]:
+    """95 % percentile-bootstrap interval of the mean (resampling rounds); NaN scores count as 0."""
+    scores = np.nan_to_num(np.asarray(scores, dtype=float), nan=0.0)
+    if len(scores) < 2:
+        return float(scores.mean()), float(scores.mean())
+    rng = np.random.default_rng(seed)
+    means = scores[rng.integers(0, len(scores), (resamples, len(scores)))].mean(1)
+    lo, hi = np.quantile(means, [0.025, 0.975])
+    return float(lo), float(hi)
+
+
+def wilson_ci(successes: int, n: int, z: float = Z95) -> tuple[float, float]:
+    """Wilson score interval of a binomial share successes / n."""
+    p = successes / n
+    centre = (p + z * z / (2 * n)) / (1 + z * z / n)
+    half = z / (1 + z * z / n) * math.sqrt(p * (1 - p) / n + z * z / (4 * n * n))
+    lo = 0.0 if successes == 0 else max(0.0, centre - half)      # the ends are exact at 0 and n
+    hi = 1.0 if successes == n else min(1.0, centre + half)
+    return lo, hi
+
+
+def summarize(rows: Iterable[Row], solved_at: float) -> list[Summary]:
+    """One summary per (model, sweep), in order of first appearance; solved means score >= solved_at."""
+    groups: dict[tuple[str, int], list[Row]] = {}
+    for row in rows:
+        groups.setdefault((row.model, row.sweep), []).append(row)
+    out = []
+    for (model, sweep), members in groups.items():
+        scores = np.array([r.score for r in members])
+        solved = int((np.nan_to_num(scores, nan=-1.0) >= solved_at).sum())
+        out.append(Summary(model, sweep, members[0].params, len(members), float(np.nan_to_num(scores, nan=0.0).mean()),
+                           bootstrap_mean_ci(scores), solved / len(members), wilson_ci(solved, len(members))))
+    return out
+
+
+# ----------------------------------------------------------------------------- files
+
+def write_atomic(path: Path, write: Callable[[Path], None]) -> None:
+    """Let `write` fill a temporary file beside `path`, then rename it over `path`."""
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    os.close(fd)
+    try:
+        write(Path(tmp))
+        os.replace(tmp, path)
+    finally:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+
+
+def write_text(path: Path, text: str) -> None:
+    write_atomic(path, lambda tmp: tmp.write_text(text))
+
+
+def write_csv(path: Path, rows: Iterable[Row]) -> None:
+    buf = io.StringIO()
+    writer = csv.writer(buf, lineterminator="\n")
+    writer.writerow(COLUMNS)
+    for r in rows:
+        writer.writerow((r.model, r.sweep, r.params, r.round, repr(float(r.score))))
+    write_text(path, buf.getvalue())
+
+
+def write_json(path: Path, settings: dict) -> None:
+    write_text(path, json.dumps(settings, indent=2, sort_keys=True) + "\n")
+
+
+def read_csv(path: Path) -> list[Row]:
+    """Read a results CSV as plain data; any defect raises DataError with a one-line reason."""
+    if not path.is_file():
+        raise DataError(f"no results file {path}: run without --plot-only first")
+    with open(path, newline="") as f:
+        reader = csv.reader(f)
+        header = next(reader, None)
+        if header is None or tuple(header) != COLUMNS:
+            raise DataError(f"{path}: expected the columns {','.join(COLUMNS)}, found {','.join(header or [])!r}")
+        rows = []
+        for line, fields in enumerate(reader, start=2):
+            if len(fields) != len(COLUMNS):
+                raise DataError(f"{path}, line {line}: expected {len(COLUMNS)} fields, found {len(fields)}")
+            model, sweep, params, rnd, score = fields
+            if model not in MODELS:
+                raise DataError(f"{path}, line {line}: unknown model {model!r}")
+            try:
+                rows.append(Row(model, int(sweep), int(params), int(rnd), float(score)))
+            except ValueError:
+                raise DataError(f"{path}, line {line}: sweep, params and round must be integers and score a number") from None
+    if not rows:
+        raise DataError(f"{path}: no result rows")
+    return rows
+
+
+# ----------------------------------------------------------------------------- table and figure
+
+@dataclass(frozen=True)
+class Figure:
+    """How one experiment's results are drawn."""
+    name: str                        # file stem in --out
+    title: str
+    xlabel: str
+    ylabel: str
+    solved_label: str
+    x_of: Callable[[Summary], float]
+    percent: bool = False            # show scores in %
+
+
+def table(summaries: list[Summary]) -> str:
+    lines = [f"{'model':<13}{'sweep':>6}{'params':>7}{'mean':>9}{'95% CI':>19}{'solved':>9}{'95% CI':>17}{'rounds':>8}"]
+    for s in summaries:
+        lines.append(f"{s.model:<13}{s.sweep:>6}{s.params:>7}{s.mean:>9.4f}   [{s.mean_ci[0]:.4f}, {s.mean_ci[1]:.4f}]"
+                     f"{s.solved:>9.3f}   [{s.solved_ci[0]:.3f}, {s.solved_ci[1]:.3f}]{s.rounds:>8}")
+    return "\n".join(lines)
+
+
+STYLE = {"Naive": dict(color="C0", marker="o"), "RandomConv": dict(color="C1", marker="s"),
+         "HyperNetwork": dict(color="C2", marker="^", linestyle="none"),
+         "hardcoded": dict(color="red", marker="x", linestyle="none", markersize=10, mew=2)}
+
+
+def plot(summaries: list[Summary], fig_spec: Figure, path: Path) -> None:
+    """Two panels sharing x: the mean score with its 95 % interval, and the solved share with its own."""
+    from matplotlib.figure import Figure as MplFigure        # no pyplot: no GUI backend, faster import
+
+    scale = 100.0 if fig_spec.percent else 1.0
+    fig = MplFigure(figsize=(12, 4.8))
+    left, right = fig.subplots(1, 2, sharex=True)
+    for model in MODELS:
+        members = [s for s in summaries if s.model == model]
+        if not members:
+            continue
+        xs = np.array([fig_spec.x_of(s) for s in members], dtype=float)
+        for ax, value, ci in ((left, "mean", "mean_ci"), (right, "solved", "solved_ci")):
+            k = scale if ax is left else 100.0
+            ys = np.array([getattr(s, value) for s in members]) * k
+            lo = np.array([getattr(s, ci)[0] for s in members]) * k
+            hi = np.array([getattr(s, ci)[1] for s in members]) * k
+            style = STYLE[model]
+            if model == "hardcoded":                # one fixed network, not a sample: no interval
+                ax.plot(xs, ys, label=model, **style)
+            elif style.get("linestyle") == "none":
+                ax.errorbar(xs, ys, yerr=[ys - lo, hi - ys], label=model, capsize=3, **style)
+            else:
+                ax.plot(xs, ys, label=model, **style)
+                ax.fill_between(xs, lo, hi, color=style["color"], alpha=0.2)
+    left.set(title=fig_spec.title, xlabel=fig_spec.xlabel, ylabel=fig_spec.ylabel)
+    right.set(title="share of rounds solved", xlabel=fig_spec.xlabel, ylabel=f"solved (%): {fig_spec.solved_label}")
+    for ax in (left, right):
+        ax.grid(alpha=0.3)
+        ax.legend(loc="lower right")
+    fig.text(0.5, 0.005, "bands and bars: 95 % intervals (mean: bootstrap over rounds; solved share: Wilson)",
+             ha="center", fontsize=8, color="0.4")
+    fig.tight_layout(rect=(0, 0.03, 1, 1))
+    write_atomic(path, lambda tmp: fig.savefig(tmp, format="png", dpi=110))

@@ -1,0 +1,230 @@
+import csv
+import json
+import math
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+import cli
+import eval_bool
+import eval_cnn
+import report
+
+ROOT = Path(__file__).resolve().parents[1]
+SCRIPTS = {"cnn": eval_cnn, "bool": eval_bool}
+
+
+def run(script, *argv):
+    module = SCRIPTS[script]
+    return cli.main(module.arguments(), module.FIGURE, module.run, [str(a) for a in argv])
+
+
+@pytest.fixture(scope="module")
+def quick_runs(tmp_path_factory):
+    """One --quick run of each script (in process), its stdout and output folder."""
+    out = {}
+    for script in SCRIPTS:
+        folder = tmp_path_factory.mktemp(script)
+        import io
+        from contextlib import redirect_stdout
+        buf = io.StringIO()
+        with redirect_stdout(buf):
+            assert run(script, "--quick", "--out", folder, "--device", "cpu") == 0
+        out[script] = (folder, buf.getvalue())
+    return out
+
+
+@pytest.mark.parametrize("script", SCRIPTS)
+def test_quick_run_writes_valid_png_csv_json(quick_runs, script):
+    folder, stdout = quick_runs[script]
+    name = SCRIPTS[script].FIGURE.name
+    png = (folder / f"{name}.png").read_bytes()
+    assert png[:8] == b"\x89PNG\r\n\x1a\n" and len(png) > 10_000
+    with open(folder / f"{name}.csv") as f:
+        rows = list(csv.reader(f))
+    assert tuple(rows[0]) == report.COLUMNS
+    models = {r[0] for r in rows[1:]}
+    assert {"Naive", "HyperNetwork", "hardcoded"} <= models
+    assert all(0.0 <= float(r[4]) <= 1.0 for r in rows[1:])
+    hard = [r for r in rows[1:] if r[0] == "hardcoded"]
+    assert len(hard) == 1 and hard[0][3] == "0"
+    settings = json.loads((folder / f"{name}.json").read_text())
+    assert settings["seed"] == 0 and settings["device_used"] == "cpu" and settings["torch"] == torch.__version__
+    assert "train_eval_seconds" in settings and settings["quick"] is True
+    assert not [p for p in folder.iterdir() if p.name.startswith(".")], "temporary files left behind"
+    assert "wrote" in stdout and "HyperNetwork" in stdout
+
+
+def test_cnn_csv_rows_follow_the_protocol(quick_runs):
+    folder, _ = quick_runs["cnn"]
+    rows = report.read_csv(folder / "cnn_experiment.csv")
+    naive = [r for r in rows if r.model == "Naive"]
+    assert {(r.sweep, r.params) for r in naive} == {(1, 6), (2, 11), (3, 16)}
+    assert {(r.sweep, r.params) for r in rows if r.model == "RandomConv"} == {(1, 2), (2, 3), (3, 4)}
+    assert {(r.sweep, r.params) for r in rows if r.model == "HyperNetwork"} == {(1, 5), (2, 5), (3, 5)}
+    assert sorted(r.round for r in naive if r.sweep == 2) == list(range(10))
+    assert [r.score for r in rows if r.model == "hardcoded"] == [1.0]
+
+
+@pytest.mark.parametrize("script", SCRIPTS)
+def test_plot_only_reproduces_the_table_of_the_run(quick_runs, script, capsys):
+    folder, stdout = quick_runs[script]
+    png = folder / f"{SCRIPTS[script].FIGURE.name}.png"
+    png.unlink()
+    assert run(script, "--plot-only", "--out", folder) == 0
+    replot = capsys.readouterr().out
+    assert replot.split("wrote")[0] == stdout.split("wrote")[0]
+    assert png.exists()
+
+
+def test_same_seed_same_csv_other_seed_other_csv(tmp_path):
+    args = ["--quick", "--max-width", "2", "--rounds", "4", "--steps", "60"]
+    texts = []
+    for seed, name in ((3, "a"), (3, "b"), (4, "c")):
+        assert run("bool", *args, "--seed", seed, "--out", tmp_path / name) == 0
+        texts.append((tmp_path / name / "bool_experiment.csv").read_text())
+    assert texts[0] == texts[1] and texts[0] != texts[2]
+
+
+def test_divergent_run_still_writes_its_figure(tmp_path):
+    assert run("cnn", "--quick", "--lr", "1000", "--rounds", "3", "--steps", "30", "--out", tmp_path) == 0
+    rows = report.read_csv(tmp_path / "cnn_experiment.csv")
+    assert all(0.0 <= r.score <= 1.0 for r in rows)
+    assert (tmp_path / "cnn_experiment.png").stat().st_size > 0
+
+
+BAD = [
+    (["--rounds", "0"], "--rounds must be a positive integer"),
+    (["--rounds", "-3"], "--rounds must be a positive integer"),
+    (["--steps", "0"], "--steps must be a positive integer"),
+    (["--lr", "0"], "--lr must be a positive finite number"),
+    (["--lr", "-1"], "--lr must be a positive finite number"),
+    (["--lr", "nan"], "--lr must be a positive finite number"),
+    (["--lr", "inf"], "--lr must be a positive finite number"),
+    (["--momentum", "1"], "--momentum must be in [0, 1)"),
+    (["--momentum", "-0.1"], "--momentum must be in [0, 1)"),
+    (["--device", "tpu"], "--device must be auto, cpu or cuda"),
+    (["--rounds", "x"], "invalid int value"),
+    (["--optimizer", "lbfgs"], "invalid choice"),
+]
+
+
+@pytest.mark.parametrize("script", SCRIPTS)
+@pytest.mark.parametrize("argv, message", BAD, ids=lambda v: " ".join(v) if isinstance(v, list) else None)
+def test_bad_input_exits_2_with_one_line(script, argv, message, tmp_path, capsys):
+    assert run(script, *argv, "--out", tmp_path) == 2
+    err = capsys.readouterr().err
+    assert message in err and err.count("\n") == 1 and "Traceback" not in err
+
+
+@pytest.mark.parametrize("script, argv, message", [
+    ("cnn", ["--min-filters", "0"], "must be at least 1"),
+    ("cnn", ["--min-filters", "5", "--max-filters", "3"], "--min-filters (5) is above --max-filters (3)"),
+    ("bool", ["--max-width", "0"], "must be at least 1"),
+    ("bool", ["--min-width", "9", "--max-width", "2"], "--min-width (9) is above --max-width (2)"),
+    ("cnn", ["--temperature", "0"], "--temperature must be positive"),
+])
+def test_bad_sweep_bounds_exit_2(script, argv, message, tmp_path, capsys):
+    assert run(script, *argv, "--out", tmp_path) == 2
+    err = capsys.readouterr().err
+    assert message in err and err.count("\n") == 1
+
+
+def test_unwritable_out_exits_2(tmp_path, capsys):
+    blocker = tmp_path / "file"
+    blocker.write_text("x")
+    assert run("cnn", "--quick", "--out", blocker / "sub") == 2
+    assert "cannot write there" in capsys.readouterr().err
+
+
+@pytest.mark.skipif(torch.cuda.is_available(), reason="this machine has CUDA")
+def test_cuda_requested_without_cuda_exits_2(tmp_path, capsys):
+    assert run("cnn", "--device", "cuda", "--out", tmp_path) == 2
+    assert "no CUDA device" in capsys.readouterr().err
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
+@pytest.mark.parametrize("script", SCRIPTS)
+def test_quick_run_on_cuda(script, tmp_path):
+    assert run(script, "--quick", "--device", "cuda", "--out", tmp_path) == 0
+    name = SCRIPTS[script].FIGURE.name
+    assert json.loads((tmp_path / f"{name}.json").read_text())["device_used"].startswith("cuda")
+    assert report.read_csv(tmp_path / f"{name}.csv")
+
+
+def test_scripts_run_as_commands(tmp_path):
+    """The real entry points: --help works, bad input gives one line and status 2, no traceback."""
+    help_ = subprocess.run([sys.executable, "eval_bool.py", "--help"], cwd=ROOT, capture_output=True, text=True)
+    assert help_.returncode == 0 and "(default: 50)" in help_.stdout
+    bad = subprocess.run([sys.executable, "eval_cnn.py", "--rounds", "0", "--out", str(tmp_path)], cwd=ROOT,
+                         capture_output=True, text=True)
+    assert bad.returncode == 2 and bad.stderr.strip() == "eval_cnn.py: error: --rounds must be a positive integer, got 0"
+
+
+# ----------------------------------------------------------------------------- CSV reading
+
+def write(path, text):
+    path.write_text(text)
+    return path
+
+
+@pytest.mark.parametrize("text, message", [
+    ("model,sweep,params,round\nNaive,1,6,0\n", "expected the columns"),
+    ("model,sweep,params,round,score\nNaive,1,6,0,high\n", "score a number"),
+    ("model,sweep,params,round,score\nNaive,1,6,0\n", "expected 5 fields"),
+    ("model,sweep,params,round,score\nWide,1,6,0,0.5\n", "unknown model"),
+    ("model,sweep,params,round,score\n", "no result rows"),
+    ("", "expected the columns"),
+])
+def test_malformed_csv_exits_2(tmp_path, capsys, text, message):
+    write(tmp_path / "cnn_experiment.csv", text)
+    assert run("cnn", "--plot-only", "--out", tmp_path) == 2
+    err = capsys.readouterr().err
+    assert message in err and err.count("\n") == 1
+
+
+def test_missing_csv_exits_2(tmp_path, capsys):
+    assert run("bool", "--plot-only", "--out", tmp_path) == 2
+    assert "no results file" in capsys.readouterr().err
+
+
+def test_plot_only_from_a_hand_written_csv(tmp_path, capsys):
+    write(tmp_path / "bool_experiment.csv", "model,sweep,params,round,score\n"
+          "Naive,1,5,0,0.5\nNaive,1,5,1,1.0\nNaive,2,9,0,0.95\nNaive,2,9,1,0.95\nhardcoded,2,7,0,0.9486\n")
+    assert run("bool", "--plot-only", "--out", tmp_path) == 0
+    lines = capsys.readouterr().out.splitlines()
+    assert lines[1].split()[:4] == ["Naive", "1", "5", "0.7500"] and "0.500" in lines[1]
+    assert lines[2].split()[:4] == ["Naive", "2", "9", "0.9500"] and "[0.9500, 0.9500]" in lines[2]
+    assert (tmp_path / "bool_experiment.png").exists() and not (tmp_path / "bool_experiment.json").exists()
+
+
+# ----------------------------------------------------------------------------- intervals
+
+def test_wilson_against_hand_worked_cases():
+    lo, hi = report.wilson_ci(0, 10)
+    assert lo == 0.0 and hi == pytest.approx(0.2775, abs=1e-4)
+    lo, hi = report.wilson_ci(5, 10)
+    assert (lo, hi) == (pytest.approx(0.2366, abs=1e-4), pytest.approx(0.7634, abs=1e-4))
+    lo, hi = report.wilson_ci(10, 10)
+    assert hi == 1.0 and lo == pytest.approx(0.7225, abs=1e-4)
+
+
+def test_bootstrap_interval_of_constant_and_of_large_samples():
+    assert report.bootstrap_mean_ci(np.full(50, 0.9)) == (pytest.approx(0.9), pytest.approx(0.9))
+    sample = np.random.default_rng(1).normal(0.5, 0.1, 2000)
+    lo, hi = report.bootstrap_mean_ci(sample)
+    half = 1.96 * sample.std(ddof=1) / math.sqrt(len(sample))
+    assert lo == pytest.approx(sample.mean() - half, abs=half * 0.15)
+    assert hi == pytest.approx(sample.mean() + half, abs=half * 0.15)
+
+
+def test_summary_solved_share_uses_threshold():
+    rows = [report.Row("Naive", 1, 6, i, s) for i, s in enumerate([1.0, 1.0, 0.99, 0.5])]
+    (s,) = report.summarize(rows, solved_at=1.0)
+    assert s.solved == 0.5 and s.rounds == 4 and s.mean == pytest.approx(3.49 / 4)
+    assert s.solved_ci == pytest.approx(report.wilson_ci(2, 4))

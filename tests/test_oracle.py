@@ -1,0 +1,119 @@
+"""The oracle: the stacked engine must end where a plain one-model-at-a-time PyTorch loop ends.
+
+Each round is copied out of the stack before training, trained alone by an ordinary torch.optim
+loop on the very batches and seeds the engine saw (experiment 2's skipped steps included: the
+plain loop skips them, the engine drops them), and compared parameter by parameter.
+"""
+import pytest
+import torch
+import torch.nn.functional as F
+
+import data
+import engine
+from hypernet import HyperBoolNet, HyperCNN
+from models import NaiveBoolNet, NaiveCNN
+
+ROUNDS = 3
+STEPS = 25
+OPTIMIZERS = [("sgd", 0.1, 0.5), ("sgd", 0.1, 0.0), ("adam", 0.01, 0.0), ("rmsprop", 0.01, 0.5), ("adagrad", 0.1, 0.0)]
+
+
+def plain_train(module, batches, active, opt_name, lr, momentum):
+    """The original algorithm: one model, one step at a time, skipping inactive steps entirely."""
+    module.train()
+    opt = engine.make_optimizer(opt_name, lr, momentum)([p for p in module.parameters() if p.requires_grad])
+    for (x, y, z), take in zip(batches, active):
+        if not take:
+            continue
+        opt.zero_grad()
+        loss = F.binary_cross_entropy_with_logits(module(x, z)[:, 0], y)
+        loss.backward()
+        opt.step()
+    return module
+
+
+def check_against_plain(templates, batches, active, opt=("sgd", 0.1, 0.5)):
+    """Train a stack of `templates` (ROUNDS each) with the engine and every round alone; compare."""
+    gen = torch.Generator().manual_seed(1)
+    stack = engine.init_stack(templates, ROUNDS, gen)
+    alone = [stack.module(r) for r in range(stack.rounds)]
+    lengths, order = data.drop_skipped(active)
+    each = torch.arange(stack.rounds)
+    xs, ys, zs = (torch.stack(t) for t in zip(*batches))
+    engine.train(stack, lambda s: (xs[order[s], each], ys[order[s], each], zs[order[s], each]), len(batches),
+                 engine.make_optimizer(*opt), lengths=lengths)
+    moved = 0
+    for r, module in enumerate(alone):
+        start = [p.detach().clone() for p in module.parameters()]
+        plain_train(module, [(x[r], y[r], z[r]) for x, y, z in batches], active[:, r], *opt)
+        trained = stack.module(r)
+        for (name, p), (_, q), p0 in zip(module.named_parameters(), trained.named_parameters(), start):
+            torch.testing.assert_close(q, p, rtol=1e-4, atol=1e-5, msg=f"round {r}, {name}")
+            moved += int(not torch.equal(p, p0))
+    assert moved > 0, "nothing trained: the comparison would be vacuous"
+    return stack
+
+
+def cnn_batches(rounds, steps, seed=2):
+    gen = torch.Generator().manual_seed(seed)
+    return [(*data.pattern_pairs((rounds,), gen), data.seeds((rounds,), gen)) for _ in range(steps)]
+
+
+def bool_batches(rounds, steps, seed=3):
+    gen = torch.Generator().manual_seed(seed)
+    out = [(*data.and_points((rounds, 16), gen), data.seeds((rounds,), gen)) for _ in range(steps)]
+    active = torch.stack([y.sum(-1) >= data.MIN_POSITIVES for _, y, _ in out])
+    return out, active
+
+
+CNN_FAMILIES = {
+    "Naive": lambda: [NaiveCNN(1), NaiveCNN(3)],
+    "RandomConv": lambda: [NaiveCNN(2, frozen_conv=True), NaiveCNN(4, frozen_conv=True)],
+    "Naive+RandomConv": lambda: [NaiveCNN(2), NaiveCNN(2, frozen_conv=True)],
+    "HyperCNN": lambda: [HyperCNN(), HyperCNN()],
+    "Naive lse": lambda: [NaiveCNN(1, pool="lse", temperature=0.2), NaiveCNN(3, pool="lse", temperature=0.2)],
+}
+BOOL_FAMILIES = {
+    "NaiveBoolNet": lambda: [NaiveBoolNet(1), NaiveBoolNet(4)],
+    "HyperBoolNet": lambda: [HyperBoolNet(), HyperBoolNet()],
+    "NaiveBoolNet softplus": lambda: [NaiveBoolNet(2, activation="softplus"), NaiveBoolNet(3, activation="softplus")],
+    "NaiveBoolNet leaky": lambda: [NaiveBoolNet(2, activation="leaky")],
+}
+
+
+@pytest.mark.parametrize("family", CNN_FAMILIES)
+def test_cnn_families_match_plain_loop(family):
+    templates = CNN_FAMILIES[family]()
+    rounds = ROUNDS * len(templates)
+    check_against_plain(templates, cnn_batches(rounds, STEPS), torch.ones(STEPS, rounds, dtype=torch.bool))
+
+
+@pytest.mark.parametrize("family", BOOL_FAMILIES)
+def test_bool_families_match_plain_loop_with_skipped_steps(family):
+    templates = BOOL_FAMILIES[family]()
+    batches, active = bool_batches(ROUNDS * len(templates), 3 * STEPS)
+    assert (~active).any() and active.any(), "the data must exercise skipped steps"
+    check_against_plain(templates, batches, active, ("sgd", 0.1, 0.0))
+
+
+@pytest.mark.parametrize("opt", OPTIMIZERS, ids=lambda o: f"{o[0]}-m{o[2]}")
+def test_every_optimizer_matches_plain_loop_with_skipped_steps(opt):
+    batches, active = bool_batches(2 * ROUNDS, 3 * STEPS, seed=4)
+    check_against_plain([NaiveBoolNet(2), NaiveBoolNet(5)], batches, active, opt)
+
+
+@pytest.mark.parametrize("opt", OPTIMIZERS[::2], ids=lambda o: o[0])
+def test_every_optimizer_matches_plain_loop_on_cnn(opt):
+    check_against_plain([NaiveCNN(2)], cnn_batches(ROUNDS, STEPS, seed=5), torch.ones(STEPS, ROUNDS, dtype=torch.bool), opt)
+
+
+def test_rounds_with_uneven_lengths_stay_frozen_after_their_last_step():
+    gen = torch.Generator().manual_seed(0)
+    stack = engine.init_stack([NaiveBoolNet(3)], 4, gen)
+    batches = [(*data.and_points((4, 16), gen), data.seeds((4,), gen)) for _ in range(6)]
+    before = {k: v.clone() for k, v in stack.params.items()}
+    lengths = torch.tensor([0, 2, 6, 6])
+    engine.train(stack, lambda s: batches[s], 6, engine.make_optimizer("adam", 0.05, 0.0), lengths=lengths)
+    for k, v in stack.params.items():
+        assert torch.equal(v[0], before[k][0]), "a round of length 0 must not move"
+        assert not torch.equal(v[2], before[k][2])
