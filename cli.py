@@ -118,7 +118,7 @@ def main(p: Parser, fig: report.Figure, run: Callable[[argparse.Namespace, torch
         out = writable_folder(args.out)
         csv_path, json_path, png_path = (out / f"{fig.name}{ext}" for ext in (".csv", ".json", ".png"))
         if args.plot_only:
-            rows = report.read_csv(csv_path)
+            rows = report.read_csv(csv_path, fig.models)
         else:
             start = time.perf_counter()
             gen = torch.Generator(dev).manual_seed(args.seed)

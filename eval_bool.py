@@ -51,18 +51,24 @@ def fresh_points(gen: torch.Generator):
     return points
 
 
-def run(args, gen: torch.Generator) -> list[report.Row]:
+def sweep(args, gen: torch.Generator, families=("Naive", "HyperNetwork")) -> list[report.Row]:
+    """Train and score `args.rounds` models per width of each family; one row per model."""
     widths = cli.check_range(args, "min_width", "max_width")
-    sweeps = [([NaiveBoolNet(w, activation=args.activation) for w in widths], [("Naive", w) for w in widths]),
-              ([HyperBoolNet() for _ in widths], [("HyperNetwork", w) for w in widths])]
+    make = {"Naive": lambda w: NaiveBoolNet(w, activation=args.activation), "HyperNetwork": lambda w: HyperBoolNet()}
     rows = []
-    with tqdm(total=len(sweeps) * args.steps, desc="eval_bool", unit="step") as bar:
-        for templates, labels in sweeps:
-            stack = engine.init_stack(templates, args.rounds, gen)
+    with tqdm(total=len(families) * args.steps, desc="eval_bool", unit="step") as bar:
+        for family in families:
+            stack = engine.init_stack([make[family](w) for w in widths], args.rounds, gen)
             batch, lengths = training_data(stack.rounds, args.steps, gen)
             engine.train(stack, batch, args.steps, cli.optimizer(args), lengths=lengths, on_step=bar.update)
             bar.update(args.steps - min(args.steps, int(lengths.max())))      # steps every round skipped
-            rows += cli.rows_of(stack, labels, engine.evaluate(stack, fresh_points(gen), engine.macro_f1))
+            scores = engine.evaluate(stack, fresh_points(gen), engine.macro_f1)
+            rows += cli.rows_of(stack, [(family, w) for w in widths], scores)
+    return rows
+
+
+def run(args, gen: torch.Generator) -> list[report.Row]:
+    rows = sweep(args, gen)
     net = hardcoded_bool_net().to(gen.device)
     x, y = data.and_points((HARDCODED_EVAL_POINTS,), gen)
     score = cli.score_module(net, x, y, engine.macro_f1)

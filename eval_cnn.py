@@ -32,26 +32,30 @@ def arguments() -> cli.Parser:
     return p
 
 
-def run(args, gen: torch.Generator) -> list[report.Row]:
+def sweep(args, gen: torch.Generator, x_val, y_val, families=("Naive", "RandomConv", "HyperNetwork")) -> list[report.Row]:
+    """Train and score `args.rounds` models per filter count of each family; one row per model."""
     filters = cli.check_range(args, "min_filters", "max_filters")
     if args.temperature <= 0:
         raise cli.UsageError(f"--temperature must be positive, got {args.temperature}")
-    x_val, y_val = data.pattern_validation_set(VALIDATION_PAIRS, gen)
     cnn = lambda n, frozen: NaiveCNN(n, frozen_conv=frozen, pool=args.pool, temperature=args.temperature)
-    sweeps = [
-        ([cnn(n, False) for n in filters] + [cnn(n, True) for n in filters],
-         [("Naive", n) for n in filters] + [("RandomConv", n) for n in filters]),
-        ([HyperCNN() for _ in filters], [("HyperNetwork", n) for n in filters]),
-    ]
+    make = {"Naive": lambda n: cnn(n, False), "RandomConv": lambda n: cnn(n, True), "HyperNetwork": lambda n: HyperCNN()}
+    convs = [f for f in families if f != "HyperNetwork"]             # Naive and RandomConv share one stack
+    stacks = [[(f, n) for f in group for n in filters] for group in (convs, ["HyperNetwork"]) if set(group) & set(families)]
     rows = []
-    with tqdm(total=len(sweeps) * args.steps, desc="eval_cnn", unit="step") as bar:
-        for templates, labels in sweeps:
-            stack = engine.init_stack(templates, args.rounds, gen)
+    with tqdm(total=len(stacks) * args.steps, desc="eval_cnn", unit="step") as bar:
+        for labels in stacks:
+            stack = engine.init_stack([make[f](n) for f, n in labels], args.rounds, gen)
             batch = lambda step: (*data.pattern_pairs((stack.rounds,), gen), data.seeds((stack.rounds,), gen))
             engine.train(stack, batch, args.steps, cli.optimizer(args), on_step=bar.update)
             zero = torch.zeros(1, 2, device=gen.device)
             scores = engine.evaluate(stack, lambda a, b: (x_val, y_val, zero.expand(b - a, 2)), engine.accuracy)
             rows += cli.rows_of(stack, labels, scores)
+    return rows
+
+
+def run(args, gen: torch.Generator) -> list[report.Row]:
+    x_val, y_val = data.pattern_validation_set(VALIDATION_PAIRS, gen)
+    rows = sweep(args, gen, x_val, y_val)
     net = hardcoded_cnn().to(gen.device)
     score = cli.score_module(net, x_val, y_val, engine.accuracy)
     return rows + [report.Row("hardcoded", 1, net.n_params, 0, score)]

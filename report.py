@@ -88,7 +88,10 @@ def write_atomic(path: Path, write: Callable[[Path], None]) -> None:
     """Let `write` fill a temporary file beside `path`, then rename it over `path`."""
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
     os.close(fd)
+    umask = os.umask(0)
+    os.umask(umask)
     try:
+        os.chmod(tmp, 0o666 & ~umask)                # an ordinary file's mode, not mkstemp's 0600
         write(Path(tmp))
         os.replace(tmp, path)
     finally:
@@ -113,7 +116,7 @@ def write_json(path: Path, settings: dict) -> None:
     write_text(path, json.dumps(settings, indent=2, sort_keys=True) + "\n")
 
 
-def read_csv(path: Path) -> list[Row]:
+def read_csv(path: Path, models: tuple[str, ...] = MODELS) -> list[Row]:
     """Read a results CSV as plain data; any defect raises DataError with a one-line reason."""
     if not path.is_file():
         raise DataError(f"no results file {path}: run without --plot-only first")
@@ -127,7 +130,7 @@ def read_csv(path: Path) -> list[Row]:
             if len(fields) != len(COLUMNS):
                 raise DataError(f"{path}, line {line}: expected {len(COLUMNS)} fields, found {len(fields)}")
             model, sweep, params, rnd, score = fields
-            if model not in MODELS:
+            if model not in models:
                 raise DataError(f"{path}, line {line}: unknown model {model!r}")
             try:
                 rows.append(Row(model, int(sweep), int(params), int(rnd), float(score)))
@@ -150,12 +153,13 @@ class Figure:
     solved_label: str
     x_of: Callable[[Summary], float]
     percent: bool = False            # show scores in %
+    models: tuple[str, ...] = MODELS # the model names its CSV may hold
 
 
 def table(summaries: list[Summary]) -> str:
-    lines = [f"{'model':<13}{'sweep':>6}{'params':>7}{'mean':>9}{'95% CI':>19}{'solved':>9}{'95% CI':>17}{'rounds':>8}"]
+    lines = [f"{'model':<17}{'sweep':>6}{'params':>7}{'mean':>9}{'95% CI':>19}{'solved':>9}{'95% CI':>17}{'rounds':>8}"]
     for s in summaries:
-        lines.append(f"{s.model:<13}{s.sweep:>6}{s.params:>7}{s.mean:>9.4f}   [{s.mean_ci[0]:.4f}, {s.mean_ci[1]:.4f}]"
+        lines.append(f"{s.model:<17}{s.sweep:>6}{s.params:>7}{s.mean:>9.4f}   [{s.mean_ci[0]:.4f}, {s.mean_ci[1]:.4f}]"
                      f"{s.solved:>9.3f}   [{s.solved_ci[0]:.3f}, {s.solved_ci[1]:.3f}]{s.rounds:>8}")
     return "\n".join(lines)
 
@@ -172,7 +176,7 @@ def plot(summaries: list[Summary], fig_spec: Figure, path: Path) -> None:
     scale = 100.0 if fig_spec.percent else 1.0
     fig = MplFigure(figsize=(12, 4.8))
     left, right = fig.subplots(1, 2, sharex=True)
-    for model in MODELS:
+    for i, model in enumerate(dict.fromkeys(s.model for s in summaries)):
         members = [s for s in summaries if s.model == model]
         if not members:
             continue
@@ -182,7 +186,7 @@ def plot(summaries: list[Summary], fig_spec: Figure, path: Path) -> None:
             ys = np.array([getattr(s, value) for s in members]) * k
             lo = np.array([getattr(s, ci)[0] for s in members]) * k
             hi = np.array([getattr(s, ci)[1] for s in members]) * k
-            style = STYLE[model]
+            style = STYLE.get(model, dict(color=f"C{i}", marker="o"))
             if model == "hardcoded":                # one fixed network, not a sample: no interval
                 ax.plot(xs, ys, label=model, **style)
             elif style.get("linestyle") == "none":

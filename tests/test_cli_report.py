@@ -228,3 +228,21 @@ def test_summary_solved_share_uses_threshold():
     (s,) = report.summarize(rows, solved_at=1.0)
     assert s.solved == 0.5 and s.rounds == 4 and s.mean == pytest.approx(3.49 / 4)
     assert s.solved_ci == pytest.approx(report.wilson_ci(2, 4))
+
+
+# ----------------------------------------------------------------------------- the ablation study
+
+def test_ablation_quick_run_and_bad_flag(tmp_path, capsys):
+    import eval_ablations
+    args = ["--quick", "--rounds", "3", "--max-filters", "1", "--max-width", "2", "--out", str(tmp_path)]
+    assert eval_ablations.main(args + ["--steps", "20"]) == 0
+    for experiment in ("cnn", "bool"):
+        with open(tmp_path / f"ablation_{experiment}.csv") as f:
+            names = {row[0] for row in list(csv.reader(f))[1:]}
+        expected = set(eval_ablations.variants(experiment, type("A", (), {"steps": 20})))
+        assert names == expected and "SGD, 4x steps" in names
+        assert (tmp_path / f"ablation_{experiment}.png").stat().st_size > 10_000
+    assert eval_ablations.main(["--plot-only", "--out", str(tmp_path)]) == 0
+    capsys.readouterr()
+    assert eval_ablations.main(["--lr", "-1", "--out", str(tmp_path)]) == 2
+    assert "--lr must be a positive finite number" in capsys.readouterr().err
