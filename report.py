@@ -178,8 +178,6 @@ def plot(summaries: list[Summary], fig_spec: Figure, path: Path) -> None:
     left, right = fig.subplots(1, 2, sharex=True)
     for i, model in enumerate(dict.fromkeys(s.model for s in summaries)):
         members = [s for s in summaries if s.model == model]
-        if not members:
-            continue
         xs = np.array([fig_spec.x_of(s) for s in members], dtype=float)
         for ax, value, ci in ((left, "mean", "mean_ci"), (right, "solved", "solved_ci")):
             k = scale if ax is left else 100.0
