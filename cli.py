@@ -43,6 +43,21 @@ def parser(description: str, *, rounds: int, steps: int, lr: float, momentum: fl
     return p
 
 
+def help_text(shown: bool) -> Callable[[str], str]:
+    """The help of a flag as given, or hidden from --help (a flag accepted for another experiment's sake)."""
+    return (lambda text: text) if shown else (lambda text: argparse.SUPPRESS)
+
+
+def study_parser(prog: str, script, others: list) -> Parser:
+    """`script.arguments()` renamed `prog`, also accepting (hidden) the own flags of the `others` scripts,
+    so that one command line serves a study of several experiments."""
+    p = script.arguments()
+    p.prog = prog
+    for other in others:
+        other.add_flags(p, shown=False)
+    return p
+
+
 def check_range(args: argparse.Namespace, low: str, high: str) -> range:
     """The inclusive sweep range named by two flags, checked."""
     lo, hi = getattr(args, low), getattr(args, high)
@@ -142,4 +157,13 @@ def main(p: Parser, fig: report.Figure, run: Callable[[argparse.Namespace, torch
         return 130
     print(report.table(summaries))
     print("wrote " + ", ".join(map(str, written)))
+    return 0
+
+
+def main_each(studies: list[tuple[Parser, "report.Figure", Callable]], argv: list[str] | None = None) -> int:
+    """`main` for each (parser, figure, run) on the same command line, in order; stops at the first failure."""
+    for p, fig, run in studies:
+        status = main(p, fig, run, argv)
+        if status:
+            return status
     return 0

@@ -6,11 +6,12 @@ largest size. A mask keeps padded and frozen entries out of training: their grad
 so with no weight decay no optimizer ever moves them. The networks' `stacked_forward` must let a
 zero-padded unit change nothing downstream (a padded filter or hidden unit feeds a zero weight).
 
-One `torch.optim` optimizer steps all rounds together. Optimizers act elementwise, so every round
-follows exactly the trajectory it would follow alone; the oracle tests check this against a plain
-one-model loop.
+One optimizer steps all rounds together: the update rules of torch.optim's SGD, Adam, RMSprop and
+Adagrad act elementwise, so every round follows exactly the trajectory it would follow alone; the
+oracle tests check this against a plain one-model torch.optim loop.
 """
 import copy
+import math
 from dataclasses import dataclass
 from typing import Callable
 
@@ -56,6 +57,12 @@ class Stack:
             for name, p in module.named_parameters():
                 p.copy_(values[name][0])
         return module
+
+
+def stack_of(template: nn.Module, params: dict[str, Tensor]) -> Stack:
+    """A stack of given networks of the template's class and size (to evaluate, not to train)."""
+    rounds = len(next(iter(params.values())))
+    return Stack(params, {name: torch.zeros_like(p) for name, p in params.items()}, [Group(template, 0, rounds)])
 
 
 def default_init_bound(module: nn.Module) -> float | None:
@@ -104,19 +111,72 @@ def init_stack(templates: list[nn.Module], rounds: int, gen: torch.Generator) ->
     return Stack(params, masks, groups)
 
 
-def make_optimizer(name: str, lr: float, momentum: float) -> Callable[[list[Tensor]], torch.optim.Optimizer]:
-    """A factory of the named torch.optim optimizer; `momentum` applies to sgd and rmsprop."""
-    factories = {
-        "sgd": lambda ps: torch.optim.SGD(ps, lr=lr, momentum=momentum),
-        "adam": lambda ps: torch.optim.Adam(ps, lr=lr),
-        "rmsprop": lambda ps: torch.optim.RMSprop(ps, lr=lr, momentum=momentum),
-        "adagrad": lambda ps: torch.optim.Adagrad(ps, lr=lr),
-    }
-    return factories[name]
+class Optimizer:
+    """The update rule of torch.optim's `name` (its defaults otherwise), on a list of stacked tensors.
+
+    Every rule is elementwise, so one instance steps all rounds as if each had its own optimizer.
+    The rules are written out rather than taken from torch.optim because a torch.optim step first
+    imports torch._dynamo, which costs about 2 s of a 10 s run; the oracle tests check each rule
+    against torch.optim itself.
+    """
+
+    def __init__(self, params: list[Tensor], name: str, lr: float, momentum: float = 0.0) -> None:
+        if name not in OPTIMIZERS:
+            raise ValueError(f"unknown optimizer {name!r}")
+        self.params, self.lr, self.momentum = params, lr, momentum
+        self._rule = getattr(self, f"_{name}")
+        self.state: list[dict[str, Tensor]] = [{} for _ in params]
+        self.t = 0
+
+    def zero_grad(self) -> None:
+        for p in self.params:
+            if p.grad is not None:
+                p.grad.zero_()
+
+    @torch.no_grad()
+    def step(self) -> None:
+        self.t += 1
+        for p, state in zip(self.params, self.state):
+            self._rule(p, p.grad, state)
+
+    def _sgd(self, p: Tensor, g: Tensor, state: dict[str, Tensor]) -> None:
+        if self.momentum:
+            if "buf" in state:
+                g = state["buf"].mul_(self.momentum).add_(g)
+            else:
+                g = state["buf"] = g.clone()
+        p.add_(g, alpha=-self.lr)
+
+    def _adam(self, p: Tensor, g: Tensor, state: dict[str, Tensor], betas=(0.9, 0.999), eps=1e-8) -> None:
+        m = state.setdefault("m", torch.zeros_like(p)).lerp_(g, 1 - betas[0])
+        v = state.setdefault("v", torch.zeros_like(p)).mul_(betas[1]).addcmul_(g, g, value=1 - betas[1])
+        step_size = self.lr / (1 - betas[0] ** self.t)
+        denom = (v.sqrt() / math.sqrt(1 - betas[1] ** self.t)).add_(eps)
+        p.addcdiv_(m, denom, value=-step_size)
+
+    def _rmsprop(self, p: Tensor, g: Tensor, state: dict[str, Tensor], alpha=0.99, eps=1e-8) -> None:
+        square_avg = state.setdefault("square_avg", torch.zeros_like(p)).mul_(alpha).addcmul_(g, g, value=1 - alpha)
+        avg = square_avg.sqrt().add_(eps)
+        if self.momentum > 0:
+            buf = state.setdefault("buf", torch.zeros_like(p)).mul_(self.momentum).addcdiv_(g, avg)
+            p.add_(buf, alpha=-self.lr)
+        else:
+            p.addcdiv_(g, avg, value=-self.lr)
+
+    def _adagrad(self, p: Tensor, g: Tensor, state: dict[str, Tensor], eps=1e-10) -> None:
+        total = state.setdefault("sum", torch.zeros_like(p)).addcmul_(g, g, value=1)
+        p.addcdiv_(g, total.sqrt().add_(eps), value=-self.lr)
+
+
+def make_optimizer(name: str, lr: float, momentum: float) -> Callable[[list[Tensor]], Optimizer]:
+    """A factory of the named optimizer; `momentum` applies to sgd and rmsprop."""
+    if name not in OPTIMIZERS:
+        raise ValueError(f"unknown optimizer {name!r}")
+    return lambda params: Optimizer(params, name, lr, momentum)
 
 
 def train(stack: Stack, batch: Callable[[int], Batch], steps: int,
-          optimizer: Callable[[list[Tensor]], torch.optim.Optimizer],
+          optimizer: Callable[[list[Tensor]], Optimizer],
           lengths: Tensor | None = None, on_step: Callable[[], object] | None = None) -> None:
     """Train every round of the stack in place with binary cross-entropy on logits.
 
@@ -135,7 +195,7 @@ def train(stack: Stack, batch: Callable[[int], Batch], steps: int,
         x, y, seed = batch(step)
         logits = forward(stack.params, x, seed)
         loss = F.binary_cross_entropy_with_logits(logits, y, reduction="none").mean(1).sum()
-        opt.zero_grad(set_to_none=False)
+        opt.zero_grad()
         loss.backward()
         for p, mask in masked:
             p.grad.mul_(mask)

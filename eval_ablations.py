@@ -8,7 +8,6 @@ For the Naive family of each experiment, the faithful sweep next to the same swe
 Every variant is a command line of eval_cnn.py / eval_bool.py: the same code, data law and scoring.
 Writes ablation_cnn.{png,csv,json} and ablation_bool.{png,csv,json} in --out.
 """
-import argparse
 import dataclasses
 import sys
 
@@ -62,19 +61,11 @@ STUDIES = {"cnn": (eval_cnn, cnn_naive), "bool": (eval_bool, lambda args, gen: e
 
 
 def main(argv: list[str] | None = None) -> int:
-    argv = sys.argv[1:] if argv is None else argv
+    studies = []
     for experiment, (script, naive_sweep) in STUDIES.items():
-        fig, run = study(experiment, script, naive_sweep)
-        p = script.arguments()
-        p.prog = f"eval_ablations.py ({experiment})"
-        for other, names in SWEEP_FLAGS.items():         # both experiments' sweep bounds are accepted
-            if other != experiment:
-                for name in names:
-                    p.add_argument(f"--{name.replace('_', '-')}", type=int, help=argparse.SUPPRESS)
-        status = cli.main(p, fig, run, argv)
-        if status:
-            return status
-    return 0
+        others = [s for e, (s, _) in STUDIES.items() if e != experiment]
+        studies.append((cli.study_parser(f"eval_ablations.py ({experiment})", script, others), *study(experiment, script, naive_sweep)))
+    return cli.main_each(studies, argv)
 
 
 if __name__ == "__main__":

@@ -22,17 +22,28 @@ HARDCODED_EVAL_POINTS = 2_000_000      # its F1 is a reference line: measure it 
 HYPER_WIDTH = 2
 
 FIGURE = report.Figure(
-    name="bool_experiment", title="y = x1 > 0 AND x2 > 0", xlabel="hidden width", ylabel="macro-F1",
-    solved_label="macro-F1 >= --solved-at", x_of=lambda s: HYPER_WIDTH if s.model == "HyperNetwork" else s.sweep)
+    name="bool_experiment", title="y = x1 > 0 AND x2 > 0", ylabel="macro-F1", solved_label="macro-F1 >= --solved-at",
+    views=(report.View("hidden width", lambda s: HYPER_WIDTH if s.model == "HyperNetwork" else s.sweep),))
+
+
+def add_flags(p: cli.Parser, shown: bool = True) -> None:
+    """This experiment's own flags (hidden from --help where another experiment's script accepts them)."""
+    h = cli.help_text(shown)
+    p.add_argument("--min-width", type=int, default=1, help=h("smallest hidden width of the sweep"))
+    p.add_argument("--max-width", type=int, default=22, help=h("largest hidden width of the sweep"))
+    p.add_argument("--activation", choices=ACTIVATIONS, default="relu",
+                   help=h("activation while training (evaluation always uses ReLU)"))
 
 
 def arguments() -> cli.Parser:
     p = cli.parser(__doc__.split("\n")[0], rounds=50, steps=500, lr=0.1, momentum=0.0, solved_at=0.948)
-    p.add_argument("--min-width", type=int, default=1, help="smallest hidden width of the sweep")
-    p.add_argument("--max-width", type=int, default=22, help="largest hidden width of the sweep")
-    p.add_argument("--activation", choices=ACTIVATIONS, default="relu",
-                   help="activation while training (evaluation always uses ReLU)")
+    add_flags(p)
     return p
+
+
+def check(args) -> range:
+    """Check this experiment's own flags; returns the hidden widths of the sweep."""
+    return cli.check_range(args, "min_width", "max_width")
 
 
 def training_data(rounds: int, steps: int, gen: torch.Generator):
@@ -51,17 +62,27 @@ def fresh_points(gen: torch.Generator):
     return points
 
 
+def train(args, gen: torch.Generator, templates: list[torch.nn.Module], bar: tqdm) -> engine.Stack:
+    """`args.rounds` fresh copies of each template, trained as the protocol says, skipped batches included."""
+    stack = engine.init_stack(templates, args.rounds, gen)
+    batch, lengths = training_data(stack.rounds, args.steps, gen)
+    engine.train(stack, batch, args.steps, cli.optimizer(args), lengths=lengths, on_step=bar.update)
+    bar.update(args.steps - min(args.steps, int(lengths.max())))      # steps every round skipped
+    return stack
+
+
+def model(args, family: str, width: int) -> torch.nn.Module:
+    """A fresh network of the family ("Naive" or "HyperNetwork") as the flags configure it."""
+    return HyperBoolNet() if family == "HyperNetwork" else NaiveBoolNet(width, activation=args.activation)
+
+
 def sweep(args, gen: torch.Generator, families=("Naive", "HyperNetwork")) -> list[report.Row]:
     """Train and score `args.rounds` models per width of each family; one row per model."""
-    widths = cli.check_range(args, "min_width", "max_width")
-    make = {"Naive": lambda w: NaiveBoolNet(w, activation=args.activation), "HyperNetwork": lambda w: HyperBoolNet()}
+    widths = check(args)
     rows = []
     with tqdm(total=len(families) * args.steps, desc="eval_bool", unit="step") as bar:
         for family in families:
-            stack = engine.init_stack([make[family](w) for w in widths], args.rounds, gen)
-            batch, lengths = training_data(stack.rounds, args.steps, gen)
-            engine.train(stack, batch, args.steps, cli.optimizer(args), lengths=lengths, on_step=bar.update)
-            bar.update(args.steps - min(args.steps, int(lengths.max())))      # steps every round skipped
+            stack = train(args, gen, [model(args, family, w) for w in widths], bar)
             scores = engine.evaluate(stack, fresh_points(gen), engine.macro_f1)
             rows += cli.rows_of(stack, [(family, w) for w in widths], scores)
     return rows

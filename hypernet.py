@@ -44,9 +44,14 @@ class HyperCNN(nn.Module):
         with torch.no_grad():
             return SingleFilterCNN(self._generator(seed), self._bias.item())
 
-    def stacked_forward(self, params: dict[str, Tensor], x: Tensor, seed: Tensor) -> Tensor:
+    def stacked_generate(self, params: dict[str, Tensor], seed: Tensor) -> dict[str, Tensor]:
+        """`generate` for R generators (stacked params) and R seeds: the SingleFilterCNN parameters, stacked."""
         kernel = stacked_generator(params, "_generator", seed)          # (R, K)
-        return pool_conv(x.squeeze(-2), kernel[:, None])[..., 0] + params["_bias"]
+        return {"kernel": kernel.view(-1, 1, 1, len(PATTERN)), "bias": params["_bias"]}
+
+    def stacked_forward(self, params: dict[str, Tensor], x: Tensor, seed: Tensor) -> Tensor:
+        net = self.stacked_generate(params, seed)
+        return pool_conv(x.squeeze(-2), net["kernel"].flatten(1, 2))[..., 0] + net["bias"]
 
 
 class HyperBoolNet(nn.Module):
@@ -69,7 +74,11 @@ class HyperBoolNet(nn.Module):
         with torch.no_grad():
             return TwoLayerBoolNet(self._first(seed), self._second(seed), self._bias.item())
 
+    def stacked_generate(self, params: dict[str, Tensor], seed: Tensor) -> dict[str, Tensor]:
+        """`generate` for R generators (stacked params) and R seeds: the TwoLayerBoolNet parameters, stacked."""
+        return {"w1": stacked_generator(params, "_first", seed).view(-1, 2, 2),
+                "w2": stacked_generator(params, "_second", seed).view(-1, 2, 1), "bias": params["_bias"]}
+
     def stacked_forward(self, params: dict[str, Tensor], x: Tensor, seed: Tensor) -> Tensor:
-        w1 = stacked_generator(params, "_first", seed).view(-1, 2, 2)
-        w2 = stacked_generator(params, "_second", seed)                  # (R, 2)
-        return two_layer_stacked(x, w1, w2, params["_bias"])
+        net = self.stacked_generate(params, seed)
+        return two_layer_stacked(x, net["w1"], net["w2"][..., 0], net["bias"])

@@ -144,23 +144,37 @@ def read_csv(path: Path, models: tuple[str, ...] = MODELS) -> list[Row]:
 # ----------------------------------------------------------------------------- table and figure
 
 @dataclass(frozen=True)
+class View:
+    """One row of panels: the mean score and the solved share against an x, for the summaries kept."""
+    xlabel: str
+    x_of: Callable[[Summary], float]
+    keep: Callable[[Summary], bool] = lambda s: True
+    title: str = ""                  # before the panel titles
+    log2_x: bool = False
+
+
+@dataclass(frozen=True)
 class Figure:
     """How one experiment's results are drawn."""
     name: str                        # file stem in --out
     title: str
-    xlabel: str
     ylabel: str
     solved_label: str
-    x_of: Callable[[Summary], float]
+    views: tuple[View, ...]
     percent: bool = False            # show scores in %
     models: tuple[str, ...] = MODELS # the model names its CSV may hold
 
 
 def table(summaries: list[Summary]) -> str:
-    lines = [f"{'model':<17}{'sweep':>6}{'params':>7}{'mean':>9}{'95% CI':>19}{'solved':>9}{'95% CI':>17}{'rounds':>8}"]
+    """One line per summary; a single fixed network (one round) has no interval to show."""
+    width = max([17] + [len(s.model) + 2 for s in summaries])
+    lines = [f"{'model':<{width}}{'sweep':>6}{'params':>7}{'mean':>9}{'95% CI':>19}{'solved':>9}{'95% CI':>17}{'rounds':>8}"]
     for s in summaries:
-        lines.append(f"{s.model:<17}{s.sweep:>6}{s.params:>7}{s.mean:>9.4f}   [{s.mean_ci[0]:.4f}, {s.mean_ci[1]:.4f}]"
-                     f"{s.solved:>9.3f}   [{s.solved_ci[0]:.3f}, {s.solved_ci[1]:.3f}]{s.rounds:>8}")
+        if s.rounds > 1:
+            cis = (f"   [{s.mean_ci[0]:.4f}, {s.mean_ci[1]:.4f}]", f"   [{s.solved_ci[0]:.3f}, {s.solved_ci[1]:.3f}]")
+        else:
+            cis = (f"{'-':>19}", f"{'-':>17}")
+        lines.append(f"{s.model:<{width}}{s.sweep:>6}{s.params:>7}{s.mean:>9.4f}{cis[0]}{s.solved:>9.3f}{cis[1]}{s.rounds:>8}")
     return "\n".join(lines)
 
 
@@ -170,34 +184,43 @@ STYLE = {"Naive": dict(color="C0", marker="o"), "RandomConv": dict(color="C1", m
 
 
 def plot(summaries: list[Summary], fig_spec: Figure, path: Path) -> None:
-    """Two panels sharing x: the mean score with its 95 % interval, and the solved share with its own."""
+    """A row of two panels per view: the mean score with its 95 % interval, the solved share with its own."""
     from matplotlib.figure import Figure as MplFigure        # no pyplot: no GUI backend, faster import
 
     scale = 100.0 if fig_spec.percent else 1.0
-    fig = MplFigure(figsize=(12, 4.8))
-    left, right = fig.subplots(1, 2, sharex=True)
-    for i, model in enumerate(dict.fromkeys(s.model for s in summaries)):
-        members = [s for s in summaries if s.model == model]
-        xs = np.array([fig_spec.x_of(s) for s in members], dtype=float)
-        for ax, value, ci in ((left, "mean", "mean_ci"), (right, "solved", "solved_ci")):
-            k = scale if ax is left else 100.0
-            ys = np.array([getattr(s, value) for s in members]) * k
-            lo = np.array([getattr(s, ci)[0] for s in members]) * k
-            hi = np.array([getattr(s, ci)[1] for s in members]) * k
-            style = STYLE.get(model, dict(color=f"C{i}", marker="o"))
-            if model == "hardcoded":                # one fixed network, not a sample: no interval
-                ax.plot(xs, ys, label=model, **style)
-            elif style.get("linestyle") == "none":
-                ax.errorbar(xs, ys, yerr=[ys - lo, hi - ys], label=model, capsize=3, **style)
-            else:
-                ax.plot(xs, ys, label=model, **style)
-                ax.fill_between(xs, lo, hi, color=style["color"], alpha=0.2)
-    left.set(title=fig_spec.title, xlabel=fig_spec.xlabel, ylabel=fig_spec.ylabel)
-    right.set(title="share of rounds solved", xlabel=fig_spec.xlabel, ylabel=f"solved (%): {fig_spec.solved_label}")
-    for ax in (left, right):
-        ax.grid(alpha=0.3)
-        ax.legend(loc="lower right")
+    rows = len(fig_spec.views)
+    fig = MplFigure(figsize=(12, 4.8 * rows))
+    axes = fig.subplots(rows, 2, squeeze=False)
+    colors = {model: f"C{i}" for i, model in enumerate(dict.fromkeys(s.model for s in summaries))}
+    for view, (left, right) in zip(fig_spec.views, axes):
+        kept = [s for s in summaries if view.keep(s)]
+        for model in dict.fromkeys(s.model for s in kept):
+            members = [s for s in kept if s.model == model]
+            xs = np.array([view.x_of(s) for s in members], dtype=float)
+            style = STYLE.get(model, dict(color=colors[model], marker="o"))
+            if len(members) == 1 and "linestyle" not in style:
+                style = {**style, "linestyle": "none"}
+            for ax, value, ci, k in ((left, "mean", "mean_ci", scale), (right, "solved", "solved_ci", 100.0)):
+                ys = np.array([getattr(s, value) for s in members]) * k
+                lo = np.array([getattr(s, ci)[0] for s in members]) * k
+                hi = np.array([getattr(s, ci)[1] for s in members]) * k
+                if all(s.rounds == 1 for s in members):      # fixed networks, not samples: no interval
+                    ax.plot(xs, ys, label=model, **style)
+                elif style.get("linestyle") == "none":
+                    ax.errorbar(xs, ys, yerr=[ys - lo, hi - ys], label=model, capsize=3, **style)
+                else:
+                    ax.plot(xs, ys, label=model, **style)
+                    ax.fill_between(xs, lo, hi, color=style["color"], alpha=0.2)
+        prefix = f"{view.title}: " if view.title else ""
+        left.set(title=prefix + fig_spec.title, xlabel=view.xlabel, ylabel=fig_spec.ylabel)
+        right.set(title=prefix + "share of rounds solved", xlabel=view.xlabel,
+                  ylabel=f"solved (%): {fig_spec.solved_label}")
+        for ax in (left, right):
+            if view.log2_x:
+                ax.set_xscale("log", base=2)
+            ax.grid(alpha=0.3)
+            ax.legend(loc="best", fontsize=8)
     fig.text(0.5, 0.005, "bands and bars: 95 % intervals (mean: bootstrap over rounds; solved share: Wilson)",
              ha="center", fontsize=8, color="0.4")
-    fig.tight_layout(rect=(0, 0.03, 1, 1))
+    fig.tight_layout(rect=(0, 0.03 / rows, 1, 1))
     write_atomic(path, lambda tmp: fig.savefig(tmp, format="png", dpi=110))

@@ -1,0 +1,180 @@
+"""The exploration study: selection on its own set, budgets, best-of-1 = the plain model, files and flags."""
+import csv
+import json
+
+import numpy as np
+import pytest
+import torch
+from tqdm import tqdm
+
+import data
+import engine
+import eval_bool
+import eval_cnn
+import eval_exploration as X
+from hypernet import SEED_DIM, HyperBoolNet, HyperCNN
+from models import NaiveBoolNet, NaiveCNN
+
+
+def study_args(experiment, *argv):
+    args = X.arguments(experiment).parse_args([str(a) for a in argv])
+    X.check(args)
+    return args
+
+
+def test_best_of_follows_the_selection_scores_and_breaks_ties_early():
+    selection = torch.tensor([[0.1, 0.9, 0.5], [0.7, 0.7, 0.7]])
+    validation = torch.tensor([[0.8, 0.2, 0.95], [0.3, 0.6, 0.9]])
+    assert X.best_of(selection, validation, 1).tolist() == pytest.approx([0.8, 0.3])
+    assert X.best_of(selection, validation, 2).tolist() == pytest.approx([0.2, 0.3])
+    assert X.best_of(selection, validation, 3).tolist() == pytest.approx([0.2, 0.3])
+
+
+def test_powers_of_two():
+    assert X.powers_of_two(64) == [1, 2, 4, 8, 16, 32, 64]
+    assert X.powers_of_two(6) == [1, 2, 4, 6] and X.powers_of_two(1) == [1]
+
+
+def test_selection_never_uses_the_validation_set():
+    """Select on the validation sequences with every label flipped: a selection that used the true
+    labels would keep each round's best network; one on the selection set keeps its worst."""
+    args = study_args("cnn", "--rounds", 12, "--steps", 30, "--restarts", 4, "--samples", 8)
+    x, y = data.pattern_validation_set(100, torch.Generator().manual_seed(5))
+    flipped, true = eval_cnn.shared_set(x, 1 - y), eval_cnn.shared_set(x, y)
+    gen = torch.Generator().manual_seed(6)
+    with tqdm(disable=True) as bar:
+        pools = X.candidates(args, gen, eval_cnn, bar, flipped, true, engine.accuracy)
+        sel, val, _ = X.hypotheses(args, gen, eval_cnn, bar, flipped, true, engine.accuracy)
+    rows = X.explore(args, torch.Generator().manual_seed(6), eval_cnn, flipped, true, engine.accuracy)
+    scores = lambda model, k: torch.tensor([r.score for r in rows if r.model == model and r.sweep == k])
+    for family, (s, v) in pools.items():
+        torch.testing.assert_close(s, 1 - v)
+        assert (v.max(1).values > v.min(1).values).any(), "candidates must differ, or the test proves nothing"
+        for k in range(1, s.shape[1] + 1):
+            torch.testing.assert_close(scores(f"best of k {family}(1)", k), v[:, :k].min(1).values)
+    for k in X.powers_of_two(args.samples):
+        torch.testing.assert_close(scores(X.SEEDS, k), val[:, 1:k + 1].min(1).values)
+    torch.testing.assert_close(scores(X.ZERO, 1), val[:, 0])
+
+
+def ks_statistic(a: np.ndarray, b: np.ndarray) -> float:
+    grid = np.union1d(a, b)
+    cdf = lambda s: np.searchsorted(np.sort(s), grid, side="right") / len(s)
+    return float(np.abs(cdf(a) - cdf(b)).max())
+
+
+@pytest.mark.parametrize("experiment", ["cnn", "bool"])
+def test_best_of_one_has_the_plain_models_score_distribution(experiment):
+    """Best of 1 is just an independently trained small network: its scores must follow the law of
+    the faithful sweep's scores of that network (two-sample Kolmogorov-Smirnov, alpha = 0.001)."""
+    rounds = 300
+    args = study_args(experiment, "--rounds", rounds, "--steps", 60, "--restarts", 1, "--samples", 1)
+    gen = torch.Generator().manual_seed(7)
+    with tqdm(disable=True) as bar:
+        if experiment == "cnn":
+            x, y = data.pattern_validation_set(500, gen)
+            args.min_filters = args.max_filters = 1
+            plain = np.array([r.score for r in eval_cnn.sweep(args, gen, x, y, families=("Naive",))])
+            sets = eval_cnn.shared_set(*data.pattern_validation_set(200, gen)), eval_cnn.shared_set(x, y)
+            pools = X.candidates(args, gen, eval_cnn, bar, *sets, engine.accuracy)
+        else:
+            args.min_width = args.max_width = 2
+            plain = np.array([r.score for r in eval_bool.sweep(args, gen, families=("Naive",))])
+            sets = (X.per_round(*data.and_points((rounds, 500), gen)),
+                    X.per_round(*data.and_points((rounds, eval_bool.EVAL_POINTS), gen)))
+            pools = X.candidates(args, gen, eval_bool, bar, *sets, engine.macro_f1)
+    s, v = pools["Naive"]
+    best = X.best_of(s, v, 1).numpy()
+    critical = 1.95 * np.sqrt(2 / rounds)                   # alpha = 0.001
+    assert ks_statistic(best, plain) < critical
+    assert ks_statistic(np.maximum(best, np.roll(plain, 1)), plain) > critical, "the test must tell a best of 2 apart"
+
+
+def test_stacked_generate_matches_generate():
+    gen = torch.Generator().manual_seed(8)
+    for hyper, size in ((HyperCNN(), 5), (HyperBoolNet(), 7)):
+        stack = engine.init_stack([hyper], 4, gen)
+        seeds = data.seeds((4,), gen, SEED_DIM)
+        generated = hyper.stacked_generate(stack.params, seeds)
+        for r in range(4):
+            alone = stack.module(r).generate(seeds[r])
+            assert alone.n_params == size
+            for name, p in alone.named_parameters():
+                torch.testing.assert_close(generated[name][r], p, msg=name)
+
+
+def test_generated_networks_at_z0_score_as_the_hypernetwork_at_z0():
+    gen = torch.Generator().manual_seed(9)
+    hyper = HyperCNN()
+    stack = engine.init_stack([hyper], 6, gen)
+    x, y = data.pattern_validation_set(300, gen)
+    own = engine.evaluate(stack, eval_cnn.shared_set(x, y), engine.accuracy)
+    generated = engine.stack_of(hyper.generate(torch.zeros(SEED_DIM)), hyper.stacked_generate(stack.params, torch.zeros(6, SEED_DIM)))
+    torch.testing.assert_close(engine.evaluate(generated, eval_cnn.shared_set(x, y), engine.accuracy), own)
+
+
+@pytest.fixture(scope="module")
+def quick_run(tmp_path_factory):
+    out = tmp_path_factory.mktemp("exploration")
+    assert X.main(["--quick", "--out", str(out), "--device", "cpu"]) == 0
+    return out
+
+
+def read_rows(path):
+    with open(path) as f:
+        rows = list(csv.reader(f))
+    return rows[0], rows[1:]
+
+
+def test_quick_run_writes_valid_files(quick_run):
+    for experiment in ("cnn", "bool"):
+        fig = X.figure(experiment)
+        png = (quick_run / f"{fig.name}.png").read_bytes()
+        assert png[:8] == b"\x89PNG\r\n\x1a\n" and len(png) > 10_000
+        header, rows = read_rows(quick_run / f"{fig.name}.csv")
+        assert tuple(header) == ("model", "sweep", "params", "round", "score")
+        assert {r[0] for r in rows} == set(fig.models)
+        assert all(0.0 <= float(r[4]) <= 1.0 for r in rows)
+        settings = json.loads((quick_run / f"{fig.name}.json").read_text())
+        assert settings["experiment"] == experiment and settings["rounds"] == 10 and settings["quick"] is True
+        assert settings["restarts"] == 3 and settings["samples"] == 4 and settings["seed"] == 0
+    assert not [p for p in quick_run.iterdir() if p.name.startswith(".")], "temporary files left behind"
+    assert X.main(["--plot-only", "--out", str(quick_run)]) == 0
+
+
+def test_budgets_and_parameter_counts(quick_run):
+    """Trained parameters: Naive(n) 5n + 1, Naive(w) 4w + 1, k Naive(1) 6k, k RandomConv(1) 2k,
+    k Naive(2) 9k; the hypernetworks count their generators (33 and 43 weights)."""
+    assert NaiveCNN(1).n_params == 6 and NaiveCNN(1, frozen_conv=True).n_params == 2 and NaiveBoolNet(2).n_params == 9
+    assert sum(p.numel() for p in HyperCNN().parameters()) == 33
+    assert sum(p.numel() for p in HyperBoolNet().parameters()) == 43
+    expected = {
+        "cnn": {"wide Naive(n)": lambda n: 5 * n + 1, "best of k Naive(1)": lambda k: 6 * k,
+                "best of k RandomConv(1)": lambda k: 2 * k, X.ZERO: lambda k: 33, X.SEEDS: lambda k: 33},
+        "bool": {"wide Naive(w)": lambda w: 4 * w + 1, "best of k Naive(2)": lambda k: 9 * k,
+                 X.ZERO: lambda k: 43, X.SEEDS: lambda k: 43},
+    }
+    sweeps = {"cnn": {"best of k Naive(1)": [1, 2, 3], "best of k RandomConv(1)": list(range(1, 10))},
+              "bool": {"best of k Naive(2)": [1, 2, 3]}}
+    for experiment, budget in expected.items():
+        _, rows = read_rows(quick_run / f"exploration_{experiment}.csv")
+        for model, sweep, params, *_ in rows:
+            assert int(params) == budget[model](int(sweep)), (model, sweep, params)
+        for model, ks in {**sweeps[experiment], X.SEEDS: [1, 2, 4]}.items():
+            assert sorted({int(r[1]) for r in rows if r[0] == model}) == ks, model
+            assert all(sum(1 for r in rows if r[0] == model and int(r[1]) == k) == 10 for k in ks)
+
+
+@pytest.mark.parametrize("argv, message", [
+    (["--restarts", "0"], "--restarts must be a positive integer"),
+    (["--samples", "-2"], "--samples must be a positive integer"),
+    (["--selection", "0"], "--selection must be a positive integer"),
+    (["--rounds", "0"], "--rounds must be a positive integer"),
+    (["--samples", "x"], "invalid int value"),
+    (["--no-such-flag"], "unrecognized arguments"),
+])
+def test_bad_flags_exit_2_with_one_line(argv, message, tmp_path, capsys):
+    assert X.main(argv + ["--quick", "--out", str(tmp_path)]) == 2
+    err = capsys.readouterr().err
+    assert message in err and err.count("\n") == 1
+    assert not list(tmp_path.iterdir())
