@@ -123,9 +123,12 @@ def score_module(net: torch.nn.Module, x: torch.Tensor, y: torch.Tensor, score) 
     return score(net.eval()(x, None)[:, 0][None], y).item()
 
 
+Notes = Callable[[list[report.Row], float], str]        # (rows, --solved-at) -> lines printed below the table
+
+
 def main(p: Parser, fig: report.Figure, run: Callable[[argparse.Namespace, torch.Generator], list[report.Row]],
-         argv: list[str] | None = None) -> int:
-    """Parse and check flags, run (or reload) the experiment, write its files, print its table."""
+         argv: list[str] | None = None, notes: Notes | None = None) -> int:
+    """Parse and check flags, run (or reload) the experiment, write its files, print its table (and notes)."""
     try:
         args = p.parse_args(argv)
         check(args)
@@ -156,14 +159,16 @@ def main(p: Parser, fig: report.Figure, run: Callable[[argparse.Namespace, torch
         print(f"{p.prog}: interrupted; no file is left half-written", file=sys.stderr)
         return 130
     print(report.table(summaries))
+    if notes is not None:
+        print(notes(rows, args.solved_at))
     print("wrote " + ", ".join(map(str, written)))
     return 0
 
 
-def main_each(studies: list[tuple[Parser, "report.Figure", Callable]], argv: list[str] | None = None) -> int:
-    """`main` for each (parser, figure, run) on the same command line, in order; stops at the first failure."""
-    for p, fig, run in studies:
-        status = main(p, fig, run, argv)
+def main_each(studies: list[tuple[Parser, report.Figure, Callable, Notes | None]], argv: list[str] | None = None) -> int:
+    """`main` for each (parser, figure, run, notes) on one command line, in order; stops at the first failure."""
+    for p, fig, run, notes in studies:
+        status = main(p, fig, run, argv, notes)
         if status:
             return status
     return 0

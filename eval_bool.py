@@ -51,8 +51,9 @@ def training_data(rounds: int, steps: int, gen: torch.Generator):
     x, y = data.and_points((steps, rounds, BATCH), gen)
     z = data.seeds((steps, rounds), gen)
     lengths, order = data.drop_skipped(y.sum(-1) >= data.MIN_POSITIVES)
-    each = torch.arange(rounds, device=gen.device)
-    return (lambda step: (x[order[step], each], y[order[step], each], z[order[step], each])), lengths
+    kept = (order * rounds + torch.arange(rounds, device=gen.device)).flatten()     # (step, round) -> its batch
+    x, y, z = (t.flatten(0, 1).index_select(0, kept).view(t.shape) for t in (x, y, z))   # one gather, not 500
+    return (lambda step: (x[step], y[step], z[step])), lengths
 
 
 def fresh_points(gen: torch.Generator):

@@ -16,6 +16,7 @@ Writes exploration_cnn.{png,csv,json} and exploration_bool.{png,csv,json} in --o
 import dataclasses
 import sys
 
+import numpy as np
 import torch
 from torch import Tensor
 from tqdm import tqdm
@@ -143,6 +144,37 @@ def run_bool(args, gen: torch.Generator) -> list[report.Row]:
     return rows + explore(args, gen, eval_bool, per_round(x_sel, y_sel), per_round(x_val, y_val), engine.macro_f1)
 
 
+def label(model: str, sweep: int) -> str:
+    """A model name with its sweep value in: "best of k Naive(1)" at 6 is "best of 6 Naive(1)"."""
+    return f"{WIDE}({sweep})" if model.startswith(WIDE) else model.replace(" k ", f" {sweep} ")
+
+
+def comparisons(experiment: str) -> cli.Notes:
+    """The key differences, with 95 % bootstrap intervals: width against restarts at the largest
+    budget, the best sampled hypothesis against z = 0 (paired by round), restarts against samples."""
+    def notes(rows: list[report.Row], solved_at: float) -> str:
+        groups: dict[str, dict[int, list[report.Row]]] = {}
+        for r in rows:
+            groups.setdefault(r.model, {}).setdefault(r.sweep, []).append(r)
+        largest = {model: max(by_sweep) for model, by_sweep in groups.items()}
+
+        def line(a: str, b: str, paired: bool) -> str:
+            (ra, rb) = (sorted(groups[m][largest[m]], key=lambda r: r.round) for m in (a, b))
+            sa, sb = (np.array([r.score for r in rs]) for rs in (ra, rb))
+            mean = report.difference_ci(sa, sb, paired)
+            solved = report.difference_ci(sa >= solved_at, sb >= solved_at, paired)
+            name = lambda m, rs: f"{label(m, largest[m])} [{rs[0].params}]"
+            return (f"  {name(a, ra)} - {name(b, rb)}{' (paired)' if paired else ''}: mean {mean[0]:+.4f} "
+                    f"[{mean[1]:+.4f}, {mean[2]:+.4f}], solved {100 * solved[0]:+.1f} [{100 * solved[1]:+.1f}, {100 * solved[2]:+.1f}] points")
+        small = SMALL[experiment]
+        wide = f"{WIDE}({'n' if experiment == 'cnn' else 'w'})"
+        pairs = [(wide, f"best of k {f}({small})", False) for f in RESTARTED[experiment]]
+        pairs += [(SEEDS, ZERO, True), (f"best of k Naive({small})", SEEDS, False)]
+        lines = [line(a, b, paired) for a, b, paired in pairs if a in groups and b in groups]
+        return "\n".join(["differences a - b at each one's largest sweep point [trained parameters], 95 % bootstrap:"] + lines)
+    return notes
+
+
 def figure(experiment: str) -> report.Figure:
     script = {"cnn": eval_cnn, "bool": eval_bool}[experiment]
     small = SMALL[experiment]
@@ -171,7 +203,7 @@ def arguments(experiment: str) -> cli.Parser:
 
 def main(argv: list[str] | None = None) -> int:
     runs = {"cnn": run_cnn, "bool": run_bool}
-    return cli.main_each([(arguments(e), figure(e), runs[e]) for e in runs], argv)
+    return cli.main_each([(arguments(e), figure(e), runs[e], comparisons(e)) for e in runs], argv)
 
 
 if __name__ == "__main__":

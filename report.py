@@ -58,6 +58,18 @@ def bootstrap_mean_ci(scores: np.ndarray, resamples: int = BOOTSTRAP_RESAMPLES, 
     return float(lo), float(hi)
 
 
+def difference_ci(a: np.ndarray, b: np.ndarray, paired: bool, resamples: int = BOOTSTRAP_RESAMPLES,
+                  seed: int = 0) -> tuple[float, float, float]:
+    """Mean of a minus mean of b and its 95 % percentile-bootstrap interval. Paired: a[i] and b[i]
+    come from one round and are resampled together; otherwise each sample is resampled on its own."""
+    a, b = (np.nan_to_num(np.asarray(s, dtype=float), nan=0.0) for s in (a, b))
+    rng = np.random.default_rng(seed)
+    ia = rng.integers(0, len(a), (resamples, len(a)))
+    ib = ia if paired else rng.integers(0, len(b), (resamples, len(b)))
+    lo, hi = np.quantile(a[ia].mean(1) - b[ib].mean(1), [0.025, 0.975])
+    return float(a.mean() - b.mean()), float(lo), float(hi)
+
+
 def wilson_ci(successes: int, n: int, z: float = Z95) -> tuple[float, float]:
     """Wilson score interval of a binomial share successes / n."""
     p = successes / n

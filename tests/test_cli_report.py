@@ -246,3 +246,16 @@ def test_ablation_quick_run_and_bad_flag(tmp_path, capsys):
     capsys.readouterr()
     assert eval_ablations.main(["--lr", "-1", "--out", str(tmp_path)]) == 2
     assert "--lr must be a positive finite number" in capsys.readouterr().err
+
+
+def test_difference_interval_paired_and_unpaired():
+    rng = np.random.default_rng(1)
+    a = rng.normal(0.5, 0.1, 400)
+    assert report.difference_ci(a + 0.02, a, paired=True) == pytest.approx((0.02, 0.02, 0.02))
+    b = rng.normal(0.4, 0.2, 300)
+    diff, lo, hi = report.difference_ci(a, b, paired=False)
+    se = math.sqrt(a.var() / len(a) + b.var() / len(b))
+    assert diff == pytest.approx(a.mean() - b.mean())
+    assert lo == pytest.approx(diff - 1.96 * se, abs=0.25 * se) and hi == pytest.approx(diff + 1.96 * se, abs=0.25 * se)
+    _, plo, phi = report.difference_ci(a, a[::-1], paired=True)        # paired rows, unpaired values: wider than 0
+    assert plo < 0 < phi

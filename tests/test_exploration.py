@@ -12,6 +12,7 @@ import engine
 import eval_bool
 import eval_cnn
 import eval_exploration as X
+import report
 from hypernet import SEED_DIM, HyperBoolNet, HyperCNN
 from models import NaiveBoolNet, NaiveCNN
 
@@ -115,8 +116,13 @@ def test_generated_networks_at_z0_score_as_the_hypernetwork_at_z0():
 
 @pytest.fixture(scope="module")
 def quick_run(tmp_path_factory):
+    import io
+    from contextlib import redirect_stdout
     out = tmp_path_factory.mktemp("exploration")
-    assert X.main(["--quick", "--out", str(out), "--device", "cpu"]) == 0
+    printed = io.StringIO()
+    with redirect_stdout(printed):
+        assert X.main(["--quick", "--out", str(out), "--device", "cpu"]) == 0
+    (out / "stdout.txt").write_text(printed.getvalue())
     return out
 
 
@@ -140,6 +146,20 @@ def test_quick_run_writes_valid_files(quick_run):
         assert settings["restarts"] == 3 and settings["samples"] == 4 and settings["seed"] == 0
     assert not [p for p in quick_run.iterdir() if p.name.startswith(".")], "temporary files left behind"
     assert X.main(["--plot-only", "--out", str(quick_run)]) == 0
+
+
+def test_printed_comparisons(quick_run):
+    printed = (quick_run / "stdout.txt").read_text()
+    assert "wide Naive(3) [16] - best of 3 Naive(1) [18]: mean" in printed
+    assert "wide Naive(3) [16] - best of 9 RandomConv(1) [18]: mean" in printed
+    assert "HyperNetwork, best of 4 seeds [33] - HyperNetwork, z = 0 [33] (paired): mean" in printed
+    assert "best of 3 Naive(2) [27] - HyperNetwork, best of 4 seeds [43]: mean" in printed
+
+
+def test_comparisons_from_a_csv_without_some_models():
+    rows = [report.Row("wide Naive(n)", 1, 6, r, 0.5 + r / 10) for r in range(3)]
+    text = X.comparisons("cnn")(rows, 1.0)
+    assert text.count("\n") == 0 and text.startswith("differences")
 
 
 def test_budgets_and_parameter_counts(quick_run):
