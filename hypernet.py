@@ -20,9 +20,8 @@ def generator(hidden: int, out: int) -> nn.Sequential:
 
 def stacked_generator(params: dict[str, Tensor], prefix: str, seed: Tensor) -> Tensor:
     """Run R generators `prefix` (stacked params) on their seeds (R, SEED_DIM) -> (R, out)."""
-    h = torch.einsum("rs,rhs->rh", seed, params[f"{prefix}.0.weight"]) + params[f"{prefix}.0.bias"]
-    h = F.leaky_relu(h, SLOPE)
-    return torch.einsum("rh,roh->ro", h, params[f"{prefix}.2.weight"]) + params[f"{prefix}.2.bias"]
+    layer = lambda i, v: torch.baddbmm(params[f"{prefix}.{i}.bias"][..., None], params[f"{prefix}.{i}.weight"], v[..., None])[..., 0]
+    return layer(2, F.leaky_relu(layer(0, seed), SLOPE))
 
 
 class HyperCNN(nn.Module):

@@ -198,3 +198,9 @@ def test_bad_flags_exit_2_with_one_line(argv, message, tmp_path, capsys):
     err = capsys.readouterr().err
     assert message in err and err.count("\n") == 1
     assert not list(tmp_path.iterdir())
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="no CUDA device here")
+def test_quick_run_on_cuda(tmp_path):
+    assert X.main(["--quick", "--rounds", "4", "--out", str(tmp_path), "--device", "cuda"]) == 0
+    assert json.loads((tmp_path / "exploration_cnn.json").read_text())["device_used"].startswith("cuda")
