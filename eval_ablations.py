@@ -64,7 +64,8 @@ def main(argv: list[str] | None = None) -> int:
     studies = []
     for experiment, (script, naive_sweep) in STUDIES.items():
         others = [s for e, (s, _) in STUDIES.items() if e != experiment]
-        studies.append((cli.study_parser(f"eval_ablations.py ({experiment})", script, others), *study(experiment, script, naive_sweep), None))
+        p = cli.study_parser(f"eval_ablations.py ({experiment})", script, others)
+        studies.append((p, *study(experiment, script, naive_sweep), None))
     return cli.main_each(studies, argv)
 
 

@@ -29,7 +29,8 @@ import eval_cnn
 import report
 from hypernet import SEED_DIM
 
-WIDE, SEEDS, ZERO = "wide Naive", "HyperNetwork, best of k seeds", "HyperNetwork, z = 0"
+WIDE = {"cnn": "wide Naive(n)", "bool": "wide Naive(w)"}
+SEEDS, ZERO = "HyperNetwork, best of k seeds", "HyperNetwork, z = 0"
 SMALL = {"cnn": 1, "bool": 2}                              # the small network: 1 filter, width 2
 RESTARTED = {"cnn": ("Naive", "RandomConv"), "bool": ("Naive",)}
 SELECTION = {"cnn": 200, "bool": 500}                      # pairs of sequences, points per round
@@ -54,7 +55,8 @@ def by_round(scores: Tensor, rounds: int) -> Tensor:
     return scores.view(-1, rounds).t()
 
 
-def candidates(args, gen: torch.Generator, script, bar: tqdm, selection, validation, score) -> dict[str, tuple[Tensor, Tensor]]:
+def candidates(args, gen: torch.Generator, script, bar: tqdm, selection, validation,
+               score) -> dict[str, tuple[Tensor, Tensor]]:
     """Train every restarted family's candidates; per family, (selection, validation) scores (R, C).
 
     A family's candidates are as many as a budget of --restarts small Naive networks buys: for
@@ -120,7 +122,7 @@ def run_cnn(args, gen: torch.Generator) -> list[report.Row]:
     x_val, y_val = data.pattern_validation_set(eval_cnn.VALIDATION_PAIRS, gen)
     x_sel, y_sel = data.pattern_validation_set(args.selection, gen)
     wide = eval_cnn.sweep(args, gen, x_val, y_val, families=("Naive",))
-    rows = [dataclasses.replace(r, model=f"{WIDE}(n)") for r in wide]
+    rows = [dataclasses.replace(r, model=WIDE["cnn"]) for r in wide]
     return rows + explore(args, gen, eval_cnn, eval_cnn.shared_set(x_sel, y_sel), eval_cnn.shared_set(x_val, y_val),
                           engine.accuracy)
 
@@ -138,7 +140,7 @@ def per_round(x: Tensor, y: Tensor):
 def run_bool(args, gen: torch.Generator) -> list[report.Row]:
     check(args)
     wide = eval_bool.sweep(args, gen, families=("Naive",))
-    rows = [dataclasses.replace(r, model=f"{WIDE}(w)") for r in wide]
+    rows = [dataclasses.replace(r, model=WIDE["bool"]) for r in wide]
     x_val, y_val = data.and_points((args.rounds, eval_bool.EVAL_POINTS), gen)
     x_sel, y_sel = data.and_points((args.rounds, args.selection), gen)
     return rows + explore(args, gen, eval_bool, per_round(x_sel, y_sel), per_round(x_val, y_val), engine.macro_f1)
@@ -146,7 +148,7 @@ def run_bool(args, gen: torch.Generator) -> list[report.Row]:
 
 def label(model: str, sweep: int) -> str:
     """A model name with its sweep value in: "best of k Naive(1)" at 6 is "best of 6 Naive(1)"."""
-    return f"{WIDE}({sweep})" if model.startswith(WIDE) else model.replace(" k ", f" {sweep} ")
+    return f"wide Naive({sweep})" if model in WIDE.values() else model.replace(" k ", f" {sweep} ")
 
 
 def comparisons(experiment: str) -> cli.Notes:
@@ -165,13 +167,14 @@ def comparisons(experiment: str) -> cli.Notes:
             solved = report.difference_ci(sa >= solved_at, sb >= solved_at, paired)
             name = lambda m, rs: f"{label(m, largest[m])} [{rs[0].params}]"
             return (f"  {name(a, ra)} - {name(b, rb)}{' (paired)' if paired else ''}: mean {mean[0]:+.4f} "
-                    f"[{mean[1]:+.4f}, {mean[2]:+.4f}], solved {100 * solved[0]:+.1f} [{100 * solved[1]:+.1f}, {100 * solved[2]:+.1f}] points")
+                    f"[{mean[1]:+.4f}, {mean[2]:+.4f}], solved {100 * solved[0]:+.1f} "
+                    f"[{100 * solved[1]:+.1f}, {100 * solved[2]:+.1f}] points")
         small = SMALL[experiment]
-        wide = f"{WIDE}({'n' if experiment == 'cnn' else 'w'})"
-        pairs = [(wide, f"best of k {f}({small})", False) for f in RESTARTED[experiment]]
+        pairs = [(WIDE[experiment], f"best of k {f}({small})", False) for f in RESTARTED[experiment]]
         pairs += [(SEEDS, ZERO, True), (f"best of k Naive({small})", SEEDS, False)]
         lines = [line(a, b, paired) for a, b, paired in pairs if a in groups and b in groups]
-        return "\n".join(["differences a - b at each one's largest sweep point [trained parameters], 95 % bootstrap:"] + lines)
+        header = "differences a - b at each one's largest sweep point [trained parameters], 95 % bootstrap:"
+        return "\n".join([header] + lines)
     return notes
 
 
@@ -179,7 +182,7 @@ def figure(experiment: str) -> report.Figure:
     script = {"cnn": eval_cnn, "bool": eval_bool}[experiment]
     small = SMALL[experiment]
     restarted = tuple(f"best of k {f}({small})" for f in RESTARTED[experiment])
-    wide = f"{WIDE}({'n' if experiment == 'cnn' else 'w'})"
+    wide = WIDE[experiment]
     budget = report.View("trained parameters (budget)", lambda s: s.params, lambda s: s.model != SEEDS, "equal budget")
     size = report.View("candidates tried (k); the final network is small", lambda s: s.sweep,
                        lambda s: s.model != wide, "equal final size", log2_x=True)

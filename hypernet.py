@@ -20,7 +20,8 @@ def generator(hidden: int, out: int) -> nn.Sequential:
 
 def stacked_generator(params: dict[str, Tensor], prefix: str, seed: Tensor) -> Tensor:
     """Run R generators `prefix` (stacked params) on their seeds (R, SEED_DIM) -> (R, out)."""
-    layer = lambda i, v: torch.baddbmm(params[f"{prefix}.{i}.bias"][..., None], params[f"{prefix}.{i}.weight"], v[..., None])[..., 0]
+    def layer(i: int, v: Tensor) -> Tensor:             # bias + weight @ v, per round
+        return torch.baddbmm(params[f"{prefix}.{i}.bias"][..., None], params[f"{prefix}.{i}.weight"], v[..., None])[..., 0]
     return layer(2, F.leaky_relu(layer(0, seed), SLOPE))
 
 

@@ -110,7 +110,8 @@ def test_generated_networks_at_z0_score_as_the_hypernetwork_at_z0():
     stack = engine.init_stack([hyper], 6, gen)
     x, y = data.pattern_validation_set(300, gen)
     own = engine.evaluate(stack, eval_cnn.shared_set(x, y), engine.accuracy)
-    generated = engine.stack_of(hyper.generate(torch.zeros(SEED_DIM)), hyper.stacked_generate(stack.params, torch.zeros(6, SEED_DIM)))
+    at_zero = hyper.stacked_generate(stack.params, torch.zeros(6, SEED_DIM))
+    generated = engine.stack_of(hyper.generate(torch.zeros(SEED_DIM)), at_zero)
     torch.testing.assert_close(engine.evaluate(generated, eval_cnn.shared_set(x, y), engine.accuracy), own)
 
 
