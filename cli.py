@@ -53,8 +53,14 @@ def study_parser(prog: str, script, others: list) -> Parser:
     so that one command line serves a study of several experiments."""
     p = script.arguments()
     p.prog = prog
+    own = vars(p.parse_args([]))
+    epilog = []
     for other in others:
         other.add_flags(p, shown=False)
+        theirs = vars(other.arguments().parse_args([]))
+        flags = [f"--{k.replace('_', '-')} {v}" for k, v in theirs.items() if k not in own or own[k] != v]
+        epilog.append(f"Then: {other.__doc__.splitlines()[0]} Its own defaults: {', '.join(flags)}.")
+    p.epilog = " ".join(epilog + ["A flag given applies to every experiment."])
     return p
 
 

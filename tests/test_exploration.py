@@ -205,3 +205,8 @@ def test_bad_flags_exit_2_with_one_line(argv, message, tmp_path, capsys):
 def test_quick_run_on_cuda(tmp_path):
     assert X.main(["--quick", "--rounds", "4", "--out", str(tmp_path), "--device", "cuda"]) == 0
     assert json.loads((tmp_path / "exploration_cnn.json").read_text())["device_used"].startswith("cuda")
+
+
+def test_help_names_the_other_experiments_defaults():
+    text = " ".join(X.arguments("cnn").format_help().split())
+    assert "(default: 500)" in text and "--rounds 50, --steps 500, --momentum 0.0, --solved-at 0.948" in text
