@@ -259,3 +259,9 @@ def test_difference_interval_paired_and_unpaired():
     assert lo == pytest.approx(diff - 1.96 * se, abs=0.25 * se) and hi == pytest.approx(diff + 1.96 * se, abs=0.25 * se)
     _, plo, phi = report.difference_ci(a, a[::-1], paired=True)        # paired rows, unpaired values: wider than 0
     assert plo < 0 < phi
+
+
+def test_table_shows_no_interval_for_a_single_fixed_network():
+    rows = [report.Row("Naive", 1, 6, r, s) for r, s in enumerate([0.5, 1.0, 1.0])] + [report.Row("hardcoded", 1, 5, 0, 1.0)]
+    naive, hard = report.table(report.summarize(rows, 1.0)).splitlines()[1:]
+    assert naive.count("[") == 2 and "[" not in hard and hard.split()[:4] == ["hardcoded", "1", "5", "1.0000"]
