@@ -1,7 +1,6 @@
 import csv
 import json
 import math
-import os
 import subprocess
 import sys
 from pathlib import Path
