@@ -1,13 +1,16 @@
-"""Benchmark: the stacked engine against the plain one-model-at-a-time loop, and the full sweeps.
+"""Benchmark: the stacked engine against the plain one-model-at-a-time loop, the full sweeps, and
+the cost curve.
 
 Everything printed is measured in this one run, on this machine:
   1. throughput of the original algorithm (one model, one step at a time, torch.optim.SGD) on a few
      rounds of experiment 1, against the engine on the full default stack of experiment 1;
   2. wall time and peak memory of each entry script at its defaults, end to end (a fresh process,
-     imports and figure included), as the median of --repeats runs;
-  3. the original algorithm's time for each full sweep, extrapolated from its measured per-round cost.
+     imports and figure included), as the median of --repeats runs, against the original
+     algorithm's time for each full sweep, extrapolated from its measured per-round cost;
+  3. the cost curve: wall time and peak memory of eval_cnn.py against --rounds (one run each), and
+     the fixed cost and marginal cost per round that a straight line through them gives.
 """
-import argparse
+import interrupts; interrupts.install()             # noqa: E702  (first: Ctrl-C during the imports too)
 import os
 import statistics
 import subprocess
@@ -16,9 +19,11 @@ import tempfile
 import time
 from pathlib import Path
 
+import numpy as np
 import torch
 import torch.nn.functional as F
 
+import cli
 import data
 import engine
 from models import NaiveBoolNet, NaiveCNN
@@ -38,7 +43,7 @@ def plain_rounds(make, batch, evaluate, rounds: int, steps: int, lr: float, mome
             if y is None:
                 continue
             opt.zero_grad()
-            F.binary_cross_entropy_with_logits(model(x, z)[:, 0], y).backward()
+            F.binary_cross_entropy_with_logits(model(x)[:, 0], y).backward()
             opt.step()
         middle = time.perf_counter()
         with torch.no_grad():
@@ -54,37 +59,64 @@ def engine_steps_per_second(rounds: int, steps: int) -> tuple[float, int]:
     filters = range(1, 8)
     stack = engine.init_stack([NaiveCNN(n) for n in filters] + [NaiveCNN(n, frozen_conv=True) for n in filters],
                               rounds, gen)
-    batch = lambda step: (*data.pattern_pairs((stack.rounds,), gen), data.seeds((stack.rounds,), gen))
+    def batch(step: int):
+        x, y = data.pattern_pairs((stack.rounds,), gen)
+        return (x,), y
     engine.train(stack, batch, 1, engine.make_optimizer("sgd", 0.1, 0.5))       # warm-up (lazy imports)
     start = time.perf_counter()
     engine.train(stack, batch, steps, engine.make_optimizer("sgd", 0.1, 0.5))
     return stack.rounds * steps / (time.perf_counter() - start), stack.rounds
 
 
-def script_run(script: str) -> tuple[float, float]:
-    """Wall seconds and peak resident MiB of one default run of a script in a fresh process."""
+def script_run(script: str, *argv: str) -> tuple[float, float]:
+    """Wall seconds and peak resident MiB of one run of a script in a fresh process."""
     with tempfile.TemporaryDirectory() as out:
         start = time.perf_counter()
-        proc = subprocess.Popen([sys.executable, script, "--out", out, "--device", "cpu"], cwd=ROOT,
+        proc = subprocess.Popen([sys.executable, script, *argv, "--out", out, "--device", "cpu"], cwd=ROOT,
                                 stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
         _, status, usage = os.wait4(proc.pid, 0)
         wall = time.perf_counter() - start
     if status:
-        sys.exit(f"{script} failed with status {status}")
+        raise cli.UsageError(f"{script} {' '.join(argv)} failed with status {status}")
     return wall, usage.ru_maxrss / 1024
 
 
-def main() -> None:
-    p = argparse.ArgumentParser(description=__doc__.split("\n")[0], formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+def arguments() -> cli.Parser:
+    p = cli.parser("bench.py", __doc__)
     p.add_argument("--repeats", type=int, default=3, help="default runs of each script (median reported)")
     p.add_argument("--plain-rounds", type=int, default=20, help="rounds of the plain loop to time")
-    args = p.parse_args()
+    p.add_argument("--rounds", type=int, nargs="+", default=[500, 2000, 5000],
+                   help="--rounds of eval_cnn.py for the cost curve")
+    return p
+
+
+def check(args) -> None:
+    for name in ("repeats", "plain_rounds"):
+        if not 1 <= getattr(args, name) <= 1000:
+            raise cli.UsageError(f"{cli.flag(name)} must be a positive integer of at most 1000, got {getattr(args, name)}")
+    if not all(1 <= r <= 100_000 for r in args.rounds):
+        raise cli.UsageError(f"--rounds must be positive integers of at most 100000, got {args.rounds}")
+
+
+def main(argv: list[str] | None = None) -> int:
+    p = arguments()
+    try:
+        args = p.parse_args(argv)
+        check(args)
+        measure(args)
+    except cli.UsageError as e:
+        print(f"bench.py: error: {e}", file=sys.stderr)
+        return 2
+    return 0
+
+
+def measure(args) -> None:
     print(f"device: cpu ({os.cpu_count()} cores visible), torch {torch.__version__}, threads {torch.get_num_threads()}")
 
     gen = torch.Generator().manual_seed(0)
     x_val, y_val = data.pattern_validation_set(1000, gen)
-    cnn_batch = lambda: (*data.pattern_pairs((), gen), data.seeds((), gen))
-    cnn_eval = lambda m: engine.accuracy(m(x_val, None)[:, 0][None], y_val)
+    cnn_batch = lambda: (*data.pattern_pairs((), gen), None)
+    cnn_eval = lambda m: engine.accuracy(m(x_val)[:, 0][None], y_val)
     train_cnn, eval_cnn = plain_rounds(lambda: NaiveCNN(4), cnn_batch, cnn_eval, args.plain_rounds, 100, 0.1, 0.5)
     plain_rate = 100 / train_cnn
     rate, stacked = engine_steps_per_second(500, 100)
@@ -95,10 +127,10 @@ def main() -> None:
 
     def bool_batch():
         x, y = data.and_points((16,), gen)
-        return (x, y if y.sum() >= data.MIN_POSITIVES else None, data.seeds((), gen))
+        return (x, y if y.sum() >= data.MIN_POSITIVES else None, None)
     xb, yb = data.and_points((5000,), gen)
     train_bool, eval_bool = plain_rounds(lambda: NaiveBoolNet(11), bool_batch,
-                                  lambda m: engine.macro_f1(m(xb, None)[:, 0][None], yb), args.plain_rounds, 500, 0.1, 0.0)
+                                  lambda m: engine.macro_f1(m(xb)[:, 0][None], yb), args.plain_rounds, 500, 0.1, 0.0)
 
     original = {"eval_cnn.py": (train_cnn + eval_cnn) * 7 * 500 * 3, "eval_bool.py": (train_bool + eval_bool) * 22 * 50 * 2}
     print(f"\n2. full default sweeps, end to end (median of {args.repeats} runs each, fresh processes)")
@@ -110,6 +142,18 @@ def main() -> None:
         print(f"   {script:<14}{wall:8.2f}{' '.join(f'{w:.2f}' for w, _ in runs):>26}{peak:10.0f}"
               f"{original[script]:30.0f}{original[script] / wall:9.0f}x")
 
+    print("\n3. cost curve of eval_cnn.py (default sweep, one run per --rounds, fresh processes)")
+    print(f"   {'rounds':>8}{'networks':>10}{'wall s':>9}{'peak MiB':>10}")
+    curve = []
+    for rounds in args.rounds:
+        wall, peak = script_run("eval_cnn.py", "--rounds", str(rounds))
+        curve.append((rounds, wall, peak))
+        print(f"   {rounds:8d}{21 * rounds:10d}{wall:9.2f}{peak:10.0f}")
+    if len(set(args.rounds)) > 1:
+        r, w, m = (np.array(c, dtype=float) for c in zip(*curve))
+        (dw, w0), (dm, m0) = np.polyfit(r, w, 1), np.polyfit(r, m, 1)
+        print(f"   straight line: {w0:.2f} s + {1000 * dw:.2f} ms per round; {m0:.0f} MiB + {1000 * dm:.1f} MiB per 1000 rounds")
+
 
 if __name__ == "__main__":
-    main()
+    sys.exit(main())

@@ -1,21 +1,34 @@
-"""What both entry scripts share: flags, their checks, the device, and the run -> files -> table flow.
+"""Flags, their checks, where results go, and the run -> files -> table flow of every script.
 
-Bad input ends with one line on stderr and exit status 2, never a traceback.
+An experiment declares its settings once, as a frozen dataclass whose fields carry their help and
+their valid range (`setting`); a script's flags are made from those fields, and a study builds its
+variants as copies of the settings with fields changed. Every setting of every experiment of a
+script is checked before anything trains. Bad input ends with one line on stderr and exit status
+2, never a traceback.
 """
 import argparse
+import dataclasses
+import hashlib
+import json
 import math
 import os
 import platform
 import sys
-import tempfile
 import time
+from dataclasses import dataclass, field, fields
 from pathlib import Path
-from typing import Callable
+from typing import Any, Callable
 
 import torch
+from tqdm import tqdm
 
 import engine
 import report
+
+COMMITTED = Path("plots")         # the results of the protocol defaults, quoted by the README
+RUNS = Path("runs")               # every other run: one folder per set of settings (git-ignored)
+MAX_SEED = 2 ** 63 - 1
+MAX_LR = 1e30                     # beyond this, float32 updates overflow before any divergence shows
 
 
 class UsageError(Exception):
@@ -27,67 +40,161 @@ class Parser(argparse.ArgumentParser):
         raise UsageError(message)
 
 
-def parser(description: str, *, rounds: int, steps: int, lr: float, momentum: float, solved_at: float) -> Parser:
-    p = Parser(description=description, formatter_class=argparse.ArgumentDefaultsHelpFormatter)
-    p.add_argument("--rounds", type=int, default=rounds, help="independently initialised models per sweep point")
-    p.add_argument("--steps", type=int, default=steps, help="training steps per model")
-    p.add_argument("--lr", type=float, default=lr, help="learning rate")
-    p.add_argument("--momentum", type=float, default=momentum, help="momentum (sgd, rmsprop)")
-    p.add_argument("--optimizer", choices=engine.OPTIMIZERS, default="sgd", help="torch.optim optimizer")
+# ----------------------------------------------------------------------------- settings
+
+@dataclass(frozen=True)
+class Rule:
+    """What a setting means and which values it takes."""
+    help: str
+    valid: Callable[[Any], bool] = lambda v: True
+    expect: str = ""
+    choices: tuple | None = None
+
+
+def setting(help: str, valid: Callable[[Any], bool] = lambda v: True, expect: str = "",
+            choices: tuple | None = None, **kw) -> Any:
+    """A settings field with its help text and its valid values (`expect` says which, in words)."""
+    return field(metadata={"rule": Rule(help, valid, expect, choices)}, **kw)
+
+
+def positive(v: int) -> bool:
+    return v >= 1
+
+
+def within(low: float, high: float, *, open_low: bool = False, open_high: bool = False) -> Callable[[float], bool]:
+    return lambda v: (math.isfinite(v) and (low < v if open_low else low <= v) and (v < high if open_high else v <= high))
+
+
+def flag(name: str) -> str:
+    return "--" + name.replace("_", "-")
+
+
+@dataclass(frozen=True, kw_only=True)
+class Settings:
+    """The protocol's training and scoring settings that both experiments have (values: each its own)."""
+    rounds: int = setting("independently initialised models per sweep point", positive, "a positive integer")
+    steps: int = setting("training steps per model", positive, "a positive integer")
+    lr: float = setting("learning rate", within(0, MAX_LR, open_low=True),
+                        f"a positive finite number (at most {MAX_LR:g})")
+    momentum: float = setting("momentum (sgd, rmsprop)", within(0, 1, open_high=True), "in [0, 1)")
+    optimizer: str = setting("the update rule of this torch.optim optimizer", choices=engine.OPTIMIZERS, default="sgd")
+    solved_at: float = setting("a round is solved when its score is at least this", within(0, 1), "in [0, 1]")
+
+    def check(self) -> "Settings":
+        """Every field in its range (else UsageError); returns self."""
+        for f in fields(self):
+            rule, value = f.metadata["rule"], getattr(self, f.name)
+            if rule.choices is not None and value not in rule.choices:
+                raise UsageError(f"{flag(f.name)} must be one of {', '.join(rule.choices)}, got {value!r}")
+            if not rule.valid(value):
+                raise UsageError(f"{flag(f.name)} must be {rule.expect}, got {value}")
+        return self
+
+    def optimizer_factory(self) -> Callable[[list[torch.Tensor]], engine.Optimizer]:
+        return engine.make_optimizer(self.optimizer, self.lr, self.momentum)
+
+    def quick(self) -> "Settings":
+        """The settings of a smoke run of a few seconds."""
+        return dataclasses.replace(self, rounds=min(self.rounds, 10))
+
+    def memory_bytes(self) -> int:
+        """About how much memory the largest step of the run takes (to refuse what cannot fit)."""
+        raise NotImplementedError
+
+
+def sweep_range(low: int, high: int, low_name: str, high_name: str) -> range:
+    if low > high:
+        raise UsageError(f"{flag(low_name)} ({low}) is above {flag(high_name)} ({high})")
+    return range(low, high + 1)
+
+
+def add_settings(p: Parser, defaults: Settings, names: list[str] | None = None) -> None:
+    """One flag per field of `defaults` (or of `names`), defaulting to its value."""
+    for f in fields(defaults):
+        if names is None or f.name in names:
+            rule = f.metadata["rule"]
+            p.add_argument(flag(f.name), type=type(getattr(defaults, f.name)), default=getattr(defaults, f.name),
+                           choices=rule.choices, help=rule.help)
+
+
+def add_overrides(p: Parser, defaults: dict[str, Settings], names: list[str]) -> None:
+    """One flag per name for a study of several experiments: given, it applies to every experiment
+    that has that setting; not given, each keeps its own default (listed in the help)."""
+    for name in names:
+        having = {e: s for e, s in defaults.items() if name in {f.name for f in fields(s)}}
+        first = next(iter(having.values()))
+        rule = next(f for f in fields(first) if f.name == name).metadata["rule"]
+        values = ", ".join(f"{getattr(s, name)} ({e})" for e, s in having.items())
+        p.add_argument(flag(name), type=type(getattr(first, name)), default=None, choices=rule.choices,
+                       help=f"{rule.help} (default: {values})")
+
+
+def overridden(defaults: Settings, args: argparse.Namespace) -> Settings:
+    """`defaults` with every field that the command line gave (a study's overrides) replaced."""
+    given = {f.name: getattr(args, f.name) for f in fields(defaults) if getattr(args, f.name, None) is not None}
+    return dataclasses.replace(defaults, **given)
+
+
+# ----------------------------------------------------------------------------- a script's run
+
+def add_run_flags(p: Parser) -> None:
     p.add_argument("--seed", type=int, default=0, help="seed of every random draw of the run")
     p.add_argument("--device", default="auto", help="auto (CUDA when present), cpu or cuda")
-    p.add_argument("--out", type=Path, default=Path("plots"), help="folder of the figure, CSV and JSON")
-    p.add_argument("--solved-at", type=float, default=solved_at, help="a round is solved when its score is at least this")
-    p.add_argument("--quick", action="store_true", help="smoke run of a few seconds: 10 rounds, at most 3 sweep points")
-    p.add_argument("--plot-only", action="store_true", help="redraw figure and table from the CSV in --out, no training")
+    p.add_argument("--out", type=Path, default=None,
+                   help=f"folder of the figure, CSV and JSON (default: {COMMITTED}/ at the protocol defaults, "
+                        f"else a folder of its own under {RUNS}/)")
+    p.add_argument("--quick", action="store_true", help="smoke run of a few seconds: at most 10 rounds and 3 sweep points")
+    p.add_argument("--plot-only", action="store_true",
+                   help="redraw figure and table from the CSV of the same run, no training")
+
+
+def parser(prog: str, doc: str) -> Parser:
+    """A parser whose --help is the script's docstring and shows every default."""
+    return Parser(prog=prog, description=doc, formatter_class=HelpFormatter)
+
+
+class HelpFormatter(argparse.ArgumentDefaultsHelpFormatter, argparse.RawDescriptionHelpFormatter):
+    """Defaults shown, the docstring kept as written; a study's override flags list their own defaults."""
+
+    def _get_help_string(self, action: argparse.Action) -> str:
+        return action.help if action.default is None else super()._get_help_string(action)
+
+
+def experiment_parser(prog: str, doc: str, protocol: Settings) -> Parser:
+    """The flags of one experiment: its settings (defaults: the protocol's) and the run flags."""
+    p = parser(prog, doc)
+    add_settings(p, protocol)
+    add_run_flags(p)
     return p
 
 
-def help_text(shown: bool) -> Callable[[str], str]:
-    """The help of a flag as given, or hidden from --help (a flag accepted for another experiment's sake)."""
-    return (lambda text: text) if shown else (lambda text: argparse.SUPPRESS)
+Notes = Callable[[list[report.Row], float], str]        # (rows, solved_at) -> lines printed below the table
 
 
-def study_parser(prog: str, script, others: list) -> Parser:
-    """`script.arguments()` renamed `prog`, also accepting (hidden) the own flags of the `others` scripts,
-    so that one command line serves a study of several experiments."""
-    p = script.arguments()
-    p.prog = prog
-    own = vars(p.parse_args([]))
-    epilog = []
-    for other in others:
-        other.add_flags(p, shown=False)
-        theirs = vars(other.arguments().parse_args([]))
-        flags = [f"--{k.replace('_', '-')} {v}" for k, v in theirs.items() if k not in own or own[k] != v]
-        epilog.append(f"Then: {other.__doc__.splitlines()[0]} Its own defaults: {', '.join(flags)}.")
-    p.epilog = " ".join(epilog + ["A flag given applies to every experiment."])
-    return p
+@dataclass
+class Job:
+    """One experiment of a script: its checked settings, the protocol's, how to run it and draw it.
+
+    `run` gives the rows of each figure (by name); the figures' files are written as one unit.
+    """
+    figures: tuple[report.Figure, ...]
+    settings: Settings
+    protocol: Settings
+    run: Callable[[torch.Generator], dict[str, list[report.Row]]]
+    notes: dict[str, Notes] = field(default_factory=dict)
+    record: dict | None = None          # what the JSON says was run (default: the settings)
+    need: int | None = None             # bytes its largest step needs (default: the settings')
+
+    def recorded(self) -> dict:
+        return self.record if self.record is not None else dataclasses.asdict(self.settings)
+
+    def memory_bytes(self) -> int:
+        return self.need if self.need is not None else self.settings.memory_bytes()
 
 
-def check_range(args: argparse.Namespace, low: str, high: str) -> range:
-    """The inclusive sweep range named by two flags, checked."""
-    lo, hi = getattr(args, low), getattr(args, high)
-    if lo < 1 or hi < 1:
-        raise UsageError(f"--{low.replace('_', '-')} and --{high.replace('_', '-')} must be at least 1")
-    if lo > hi:
-        raise UsageError(f"--{low.replace('_', '-')} ({lo}) is above --{high.replace('_', '-')} ({hi})")
-    top = min(hi, lo + 2) if args.quick else hi
-    return range(lo, top + 1)
-
-
-def check(args: argparse.Namespace) -> None:
-    if args.rounds < 1:
-        raise UsageError(f"--rounds must be a positive integer, got {args.rounds}")
-    if args.steps < 1:
-        raise UsageError(f"--steps must be a positive integer, got {args.steps}")
-    if not (math.isfinite(args.lr) and args.lr > 0):
-        raise UsageError(f"--lr must be a positive finite number, got {args.lr}")
-    if not 0 <= args.momentum < 1:
-        raise UsageError(f"--momentum must be in [0, 1), got {args.momentum}")
-    if not 0 <= args.solved_at <= 1:
-        raise UsageError(f"--solved-at must be in [0, 1], got {args.solved_at}")
-    if args.quick:
-        args.rounds = min(args.rounds, 10)
+def single(figure: report.Figure, s: Settings, protocol: Settings, run: Callable[[Settings, torch.Generator], list]) -> Job:
+    """The job of a script with one figure: `run(settings, gen)` gives its rows."""
+    return Job((figure,), s, protocol, lambda gen: {figure.name: run(s, gen)})
 
 
 def device(name: str) -> torch.device:
@@ -102,79 +209,168 @@ def device(name: str) -> torch.device:
     raise UsageError(f"--device must be auto, cpu or cuda, got {name!r}")
 
 
+def available_bytes(dev: torch.device) -> int:
+    if dev.type == "cuda":
+        return torch.cuda.mem_get_info(dev)[0]
+    try:
+        with open("/proc/meminfo") as f:
+            info = dict(line.split(":", 1) for line in f)
+        return int(info["MemAvailable"].split()[0]) * 1024
+    except (OSError, KeyError, ValueError):
+        return os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
+
+
+def check_fits(jobs: list[Job], dev: torch.device) -> None:
+    need = max(job.memory_bytes() for job in jobs)
+    free = available_bytes(dev)
+    if need > free:
+        raise UsageError(f"this run needs about {need / 2 ** 30:.1f} GiB at once and {dev.type} has "
+                         f"{free / 2 ** 30:.1f} GiB free: lower --rounds or the sweep")
+
+
+def folder(prog: str, jobs: list[Job], args: argparse.Namespace) -> Path:
+    """Where the run's files go: --out; the committed results at the protocol defaults; else a
+    folder under runs/ named by a digest of every effective setting, the seed and --quick."""
+    if args.out is not None:
+        return args.out
+    if not args.quick and args.seed == 0 and all(job.settings == job.protocol for job in jobs):
+        return COMMITTED
+    what = json.dumps([[job.figures[0].name, dataclasses.asdict(job.settings)] for job in jobs] + [args.seed, args.quick],
+                      sort_keys=True)
+    return RUNS / f"{Path(prog).stem}-{hashlib.sha256(what.encode()).hexdigest()[:12]}"
+
+
+def source(prog: str, jobs: list[Job], args: argparse.Namespace) -> Path:
+    """Where --plot-only reads: the run of the same flags, or, for another --solved-at only, the run
+    made at the default threshold (its results do not depend on it)."""
+    here = folder(prog, jobs, args)
+    if args.out is not None or all((here / f"{f.name}.csv").exists() for job in jobs for f in job.figures):
+        return here
+    at_default = [dataclasses.replace(job, settings=dataclasses.replace(job.settings, solved_at=job.protocol.solved_at))
+                  for job in jobs]
+    return folder(prog, at_default, args)
+
+
 def writable_folder(out: Path) -> Path:
     try:
         out.mkdir(parents=True, exist_ok=True)
-        with tempfile.TemporaryFile(dir=out):
-            pass
+        probe = out / f".probe-{os.getpid()}.tmp"
+        probe.write_bytes(b"")
+        probe.unlink()
     except OSError as e:
         raise UsageError(f"--out {out}: cannot write there ({e.strerror or e})") from None
     return out
 
 
-def optimizer(args: argparse.Namespace):
-    return engine.make_optimizer(args.optimizer, args.lr, args.momentum)
+def run_info(prog: str, args: argparse.Namespace, dev: torch.device, command: str, seconds: float) -> dict:
+    return {"script": prog, "seed": args.seed, "quick": args.quick, "device_used": str(dev), "torch": torch.__version__,
+            "threads": torch.get_num_threads(), "python": platform.python_version(),
+            "train_eval_seconds": round(seconds, 3), "command": command}
 
 
-def rows_of(stack: engine.Stack, labels: list[tuple[str, int]], scores: torch.Tensor) -> list[report.Row]:
+def execute(prog: str, jobs: list[Job], args: argparse.Namespace, argv: list[str] | None) -> list[str]:
+    """Run (or reload) every job and write each one's unit of files; returns what to print."""
+    dev = device(args.device)
+    if not 0 <= args.seed <= MAX_SEED:
+        raise UsageError(f"--seed must be an integer in [0, 2**63 - 1], got {args.seed}")
+    out = writable_folder(folder(prog, jobs, args))
+    src = source(prog, jobs, args) if args.plot_only else out
+    if not args.plot_only:
+        check_fits(jobs, dev)
+    printed, command = [], " ".join([prog, *(sys.argv[1:] if argv is None else argv)])
+    for job in jobs:
+        solved_at = job.settings.solved_at
+        if args.plot_only:
+            rows = {f.name: report.read_csv(src / f"{f.name}.csv", f.models) for f in job.figures}
+            info = {f.name: {**read_settings(src / f"{f.name}.json"),
+                             "replotted": {"from": str(src / f"{f.name}.csv"), "solved_at": solved_at, "command": command}}
+                    for f in job.figures}
+        else:
+            start = time.perf_counter()
+            rows = job.run(torch.Generator(dev).manual_seed(args.seed))
+            ran = {**run_info(prog, args, dev, command, time.perf_counter() - start), "settings": job.recorded()}
+            info = {f.name: ran for f in job.figures}
+        files = {}
+        for f in job.figures:
+            summaries = report.summarize(rows[f.name], solved_at)
+            paths = [out / f"{f.name}.{ext}" for ext in ("png", "csv", "json")]
+            files.update(zip(paths, (report.plot(summaries, f), report.write_text(report.csv_text(rows[f.name])),
+                                     report.write_text(report.json_text(info[f.name])))))
+            printed += [report.table(summaries)] + ([job.notes[f.name](rows[f.name], solved_at)] if f.name in job.notes else [])
+            printed.append("wrote " + ", ".join(map(str, paths)))
+        report.write_unit(files)
+    return printed
+
+
+def read_settings(path: Path) -> dict:
+    """The settings JSON beside a CSV (empty if there is none; a broken one is an error)."""
+    if not path.exists():
+        return {}
+    try:
+        settings = json.loads(path.read_text())
+    except (OSError, UnicodeDecodeError, ValueError) as e:
+        raise report.DataError(f"{path}: not a settings file of this project ({e.__class__.__name__})") from None
+    if not isinstance(settings, dict):
+        raise report.DataError(f"{path}: not a settings file of this project")
+    return settings
+
+
+def main(p: Parser, jobs_of: Callable[[argparse.Namespace], list[Job]], argv: list[str] | None = None) -> int:
+    """Parse the flags, build and check every job, then run them, write their files, print their tables."""
+    prog = p.prog
+    try:
+        args = p.parse_args(argv)
+        jobs = jobs_of(args)
+        for line in execute(prog, jobs, args, argv):
+            print(line)
+    except (UsageError, report.DataError) as e:
+        print(f"{prog}: error: {e}", file=sys.stderr)
+        return 2
+    except (MemoryError, torch.OutOfMemoryError) as e:
+        print(f"{prog}: error: out of memory ({str(e).splitlines()[0][:120] if str(e) else 'MemoryError'}): "
+              "lower --rounds or the sweep", file=sys.stderr)
+        return 2
+    except OSError as e:
+        print(f"{prog}: error: {e.strerror or e}{f': {e.filename}' if e.filename else ''}; "
+              "the previous files are untouched", file=sys.stderr)
+        return 1
+    return 0
+
+
+def study_parser(prog: str, doc: str, protocols: dict[str, Settings], names: list[str]) -> Parser:
+    """The flags of a study of several experiments: the settings `names`, each given value applied to
+    every experiment (and every variant) that has it, --experiment, and the run flags."""
+    p = parser(prog, doc)
+    add_overrides(p, protocols, names)
+    p.add_argument("--experiment", choices=(*protocols, "all"), default="all", help="which experiments to run")
+    add_run_flags(p)
+    return p
+
+
+def study_settings(args: argparse.Namespace, protocols: dict[str, Settings]) -> dict[str, Settings]:
+    """The checked settings of every experiment the study runs (all of them checked before any trains)."""
+    chosen = protocols if args.experiment == "all" else {args.experiment: protocols[args.experiment]}
+    return {e: settings_of(args, protocol) for e, protocol in chosen.items()}
+
+
+def settings_of(args: argparse.Namespace, defaults: Settings) -> Settings:
+    """A single experiment's settings from its flags, reduced by --quick, checked."""
+    s = overridden(defaults, args).check()
+    return (s.quick() if args.quick else s).check()
+
+
+def bar(total: int, desc: str) -> tqdm:
+    return tqdm(total=total, desc=desc, unit="step")
+
+
+def rows_of(stack: engine.Stack, labels: list[tuple[str, int]], scored: tuple[torch.Tensor, torch.Tensor]) -> list[report.Row]:
     """One row per round; labels[i] = (model, sweep value) of the stack's i-th group."""
-    scores = scores.tolist()
-    return [report.Row(model, sweep, group.template.n_params, r - group.start, scores[r])
+    scores, diverged = (t.tolist() for t in scored)
+    return [report.Row(model, sweep, group.template.final_size, r - group.start, scores[r], diverged[r])
             for group, (model, sweep) in zip(stack.groups, labels) for r in range(group.start, group.stop)]
 
 
 @torch.no_grad()
 def score_module(net: torch.nn.Module, x: torch.Tensor, y: torch.Tensor, score) -> float:
     """Score one plain module (a hard-coded network) with the metric the stacks are scored with."""
-    return score(net.eval()(x, None)[:, 0][None], y).item()
-
-
-Notes = Callable[[list[report.Row], float], str]        # (rows, --solved-at) -> lines printed below the table
-
-
-def main(p: Parser, fig: report.Figure, run: Callable[[argparse.Namespace, torch.Generator], list[report.Row]],
-         argv: list[str] | None = None, notes: Notes | None = None) -> int:
-    """Parse and check flags, run (or reload) the experiment, write its files, print its table (and notes)."""
-    try:
-        args = p.parse_args(argv)
-        check(args)
-        dev = device(args.device)
-        out = writable_folder(args.out)
-        csv_path, json_path, png_path = (out / f"{fig.name}{ext}" for ext in (".csv", ".json", ".png"))
-        if args.plot_only:
-            rows = report.read_csv(csv_path, fig.models)
-        else:
-            start = time.perf_counter()
-            gen = torch.Generator(dev).manual_seed(args.seed)
-            rows = run(args, gen)
-            settings = {**{k: str(v) if isinstance(v, Path) else v for k, v in vars(args).items()},
-                        "device_used": str(dev), "torch": torch.__version__, "threads": torch.get_num_threads(),
-                        "python": platform.python_version(), "train_eval_seconds": round(time.perf_counter() - start, 3),
-                        "command": " ".join([os.path.basename(sys.argv[0]), *(sys.argv[1:] if argv is None else argv)])}
-        summaries = report.summarize(rows, args.solved_at)
-        report.plot(summaries, fig, png_path)
-        written = [png_path]
-        if not args.plot_only:
-            report.write_csv(csv_path, rows)
-            report.write_json(json_path, settings)
-            written += [csv_path, json_path]
-    except (UsageError, report.DataError) as e:
-        print(f"{p.prog}: error: {e}", file=sys.stderr)
-        return 2
-    except KeyboardInterrupt:
-        print(f"{p.prog}: interrupted; no file is left half-written", file=sys.stderr)
-        return 130
-    print(report.table(summaries))
-    if notes is not None:
-        print(notes(rows, args.solved_at))
-    print("wrote " + ", ".join(map(str, written)))
-    return 0
-
-
-def main_each(studies: list[tuple[Parser, report.Figure, Callable, Notes | None]], argv: list[str] | None = None) -> int:
-    """`main` for each (parser, figure, run, notes) on one command line, in order; stops at the first failure."""
-    for p, fig, run, notes in studies:
-        status = main(p, fig, run, argv, notes)
-        if status:
-            return status
-    return 0
+    return score(net.eval()(x)[:, 0][None], y).item()

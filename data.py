@@ -50,8 +50,8 @@ def and_points(shape: tuple[int, ...], gen: torch.Generator) -> tuple[Tensor, Te
     return x, (x > 0).all(-1).float()
 
 
-def seeds(shape: tuple[int, ...], gen: torch.Generator, dim: int = 2) -> Tensor:
-    """Random seeds z ~ N(0, I) for the hypernetworks, shape (*shape, dim)."""
+def latents(shape: tuple[int, ...], gen: torch.Generator, dim: int = 2) -> Tensor:
+    """Latents z ~ N(0, I) for the hypernetworks, shape (*shape, dim)."""
     return torch.randn(*shape, dim, generator=gen, device=gen.device)
 
 

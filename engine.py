@@ -3,8 +3,12 @@
 A `Stack` holds R networks ("rounds") of one class, possibly of several sizes (one group per
 sweep point), with every parameter stacked along a leading round dim and zero-padded to the
 largest size. A mask keeps padded and frozen entries out of training: their gradient is zeroed,
-so with no weight decay no optimizer ever moves them. The networks' `stacked_forward` must let a
-zero-padded unit change nothing downstream (a padded filter or hidden unit feeds a zero weight).
+so with no weight decay no optimizer ever moves them.
+
+A network class may bring a hand-written `stacked_forward(params, *inputs)` that runs the whole
+padded stack in a few tensor ops (it must let a zero-padded unit change nothing downstream); any
+other class runs through `torch.func.vmap` of its plain `forward`, one group at a time, so a new
+model needs no extra code. The tests check every hand-written one against that vmap path.
 
 One optimizer steps all rounds together: the update rules of torch.optim's SGD, Adam, RMSprop and
 Adagrad act elementwise, so every round follows exactly the trajectory it would follow alone; the
@@ -19,7 +23,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-Batch = tuple[Tensor, Tensor, Tensor]          # x, targets, seeds
+Batch = tuple[tuple[Tensor, ...], Tensor]      # (the networks' inputs, targets)
 OPTIMIZERS = ("sgd", "adam", "rmsprop", "adagrad")
 
 
@@ -41,11 +45,14 @@ class Stack:
     def rounds(self) -> int:
         return self.groups[-1].stop
 
-    def group_params(self, group: Group, start: int = 0, stop: int | None = None) -> dict[str, Tensor]:
-        """The parameters of rounds [start, stop) of a group, cut back to the group's own shapes."""
+    def group_params(self, group: Group, start: int = 0, stop: int | None = None,
+                     params: dict[str, Tensor] | None = None) -> dict[str, Tensor]:
+        """The parameters of rounds [start, stop) of a group, cut back to the group's own shapes
+        (from `params`, stacked as the stack's own, if given)."""
+        params = self.params if params is None else params
         stop = group.stop - group.start if stop is None else stop
         rows = slice(group.start + start, group.start + stop)
-        return {name: self.params[name][(rows, *(slice(0, n) for n in p.shape))]
+        return {name: params[name][(rows, *(slice(0, n) for n in p.shape))]
                 for name, p in group.template.named_parameters()}
 
     def module(self, r: int) -> nn.Module:
@@ -91,10 +98,18 @@ def _fresh(template: nn.Module, rounds: int, gen: torch.Generator) -> dict[str, 
     return out
 
 
+def settings_of(module: nn.Module) -> dict:
+    """A module's own settings beyond its parameters and layers (a pooling rule, a temperature, ...)."""
+    return {k: v for k, v in vars(module).items() if not k.startswith("_") and k != "training"}
+
+
 def init_stack(templates: list[nn.Module], rounds: int, gen: torch.Generator) -> Stack:
     """`rounds` freshly initialised networks per template, one group per template, in order."""
     if len({type(t) for t in templates}) != 1:
         raise ValueError("a stack holds networks of one class")
+    if any(settings_of(t) != settings_of(templates[0]) for t in templates):
+        raise ValueError("a stack holds networks of one class and one setting: "
+                         + " vs ".join(sorted({repr(settings_of(t)) for t in templates})))
     fresh = [_fresh(t, rounds, gen) for t in templates]
     params, masks, groups = {}, {}, []
     for name, p in templates[0].named_parameters():
@@ -175,12 +190,36 @@ def make_optimizer(name: str, lr: float, momentum: float) -> Callable[[list[Tens
     return lambda params: Optimizer(params, name, lr, momentum)
 
 
+def vmap_forward(group: Group, params: dict[str, Tensor], inputs: tuple[Tensor, ...], shared: bool = False) -> Tensor:
+    """Logits (R, B) of a group's R networks through `torch.func.vmap` of the template's plain `forward`.
+
+    `params` are the group's own (unpadded) stacked parameters. Every input has a leading round dim,
+    but with `shared` the first (x) is one batch for every round.
+    """
+    from torch.func import functional_call, vmap
+    call = lambda p, *xs: functional_call(group.template, p, xs)[..., 0]
+    return vmap(call, in_dims=(0, None if shared else 0, *[0] * (len(inputs) - 1)))(params, *inputs)
+
+
+def forward_of(stack: Stack) -> Callable[..., Tensor]:
+    """`forward(params, *inputs) -> logits (R, B)` for the whole (padded) stack: the class's own
+    `stacked_forward`, or else `vmap_forward` group by group on per-round inputs."""
+    template = stack.groups[0].template
+    if hasattr(template, "stacked_forward"):
+        return template.stacked_forward
+
+    def forward(params: dict[str, Tensor], *inputs: Tensor) -> Tensor:
+        return torch.cat([vmap_forward(g, stack.group_params(g, params=params), tuple(x[g.start:g.stop] for x in inputs))
+                          for g in stack.groups])
+    return forward
+
+
 def train(stack: Stack, batch: Callable[[int], Batch], steps: int,
           optimizer: Callable[[list[Tensor]], Optimizer],
           lengths: Tensor | None = None, on_step: Callable[[], object] | None = None) -> None:
     """Train every round of the stack in place with binary cross-entropy on logits.
 
-    `batch(step)` gives (x, y, seed), each with a leading round dim. Round r takes steps
+    `batch(step)` gives (inputs, y), each tensor with a leading round dim. Round r takes steps
     0 .. lengths[r] - 1 and then stays untouched (default: all `steps`); since a finished round
     never trains again, its optimizer state after that does not matter.
     """
@@ -190,10 +229,12 @@ def train(stack: Stack, batch: Callable[[int], Batch], steps: int,
     opt = optimizer(params)
     if lengths is not None:
         steps = min(steps, int(lengths.max()))
-    forward = stack.groups[0].template.train().stacked_forward
+    for group in stack.groups:
+        group.template.train()
+    forward = forward_of(stack)
     for step in range(steps):
-        x, y, seed = batch(step)
-        logits = forward(stack.params, x, seed)
+        inputs, y = batch(step)
+        logits = forward(stack.params, *inputs)
         loss = F.binary_cross_entropy_with_logits(logits, y, reduction="none").mean(1).sum()
         opt.zero_grad()
         loss.backward()
@@ -217,21 +258,33 @@ def train(stack: Stack, batch: Callable[[int], Batch], steps: int,
 
 @torch.no_grad()
 def evaluate(stack: Stack, data: Callable[[int, int], Batch], score: Callable[[Tensor, Tensor], Tensor],
-             chunk: int = 256) -> Tensor:
-    """Score every round; `data(start, stop)` gives (x, y, seed) for rounds [start, stop).
+             shared: bool = False, chunk: int = 256) -> tuple[Tensor, Tensor]:
+    """Score every round; `data(start, stop)` gives (inputs, y) for rounds [start, stop).
 
-    x may be shared by the rounds (no round dim) or one batch per round. Each group runs at its
-    own size (no padding) and at most `chunk` rounds at a time, so memory stays bounded.
+    The inputs are one batch per round, or with `shared` one batch for every round (no round dim).
+    Each group runs at its own size (no padding) and at most `chunk` rounds at a time, so memory
+    stays bounded. Returns the scores (R,) and which rounds diverged (R,): a round whose parameters
+    or logits are not all finite; its non-finite logits count as wrong answers.
     """
-    scores = torch.empty(stack.rounds, device=stack.params[next(iter(stack.params))].device)
+    device = stack.params[next(iter(stack.params))].device
+    scores = torch.empty(stack.rounds, device=device)
+    diverged = torch.empty(stack.rounds, dtype=torch.bool, device=device)
     for group in stack.groups:
-        group.template.eval()
+        template = group.template.eval()
         for start in range(group.start, group.stop, chunk):
             stop = min(start + chunk, group.stop)
-            x, y, seed = data(start, stop)
+            inputs, y = data(start, stop)
             params = stack.group_params(group, start - group.start, stop - group.start)
-            scores[start:stop] = score(group.template.stacked_forward(params, x, seed), y)
-    return scores
+            if hasattr(template, "stacked_forward"):
+                logits = template.stacked_forward(params, *inputs)
+            else:
+                logits = vmap_forward(group, params, inputs, shared)
+            scores[start:stop] = score(logits, y)
+            finite = torch.isfinite(logits).all(-1)
+            for p in params.values():
+                finite &= torch.isfinite(p).flatten(1).all(1)
+            diverged[start:stop] = ~finite
+    return scores, diverged
 
 
 def _predictions(logits: Tensor, y: Tensor) -> tuple[Tensor, Tensor]:

@@ -4,6 +4,8 @@ Naive perceptrons of width 1..22 and a HyperNetwork that generates a width-2 net
 50 times with SGD on batches of 16 fresh points (a batch with fewer than 4 positives is skipped),
 scored by macro-F1 on 5000 fresh points per round; the hard-coded width-2 solution for scale.
 """
+import interrupts; interrupts.install()             # noqa: E702  (first: Ctrl-C during the imports too)
+import dataclasses
 import sys
 
 import torch
@@ -13,7 +15,7 @@ import cli
 import data
 import engine
 import report
-from hypernet import HyperBoolNet
+from hypernet import HyperBoolNet, training_inputs
 from models import ACTIVATIONS, NaiveBoolNet, hardcoded_bool_net
 
 BATCH = 16
@@ -26,76 +28,96 @@ FIGURE = report.Figure(
     views=(report.View("hidden width", lambda s: HYPER_WIDTH if s.model == "HyperNetwork" else s.sweep),))
 
 
-def add_flags(p: cli.Parser, shown: bool = True) -> None:
-    """This experiment's own flags (hidden from --help where another experiment's script accepts them)."""
-    h = cli.help_text(shown)
-    p.add_argument("--min-width", type=int, default=1, help=h("smallest hidden width of the sweep"))
-    p.add_argument("--max-width", type=int, default=22, help=h("largest hidden width of the sweep"))
-    p.add_argument("--activation", choices=ACTIVATIONS, default="relu",
-                   help=h("activation while training (evaluation always uses ReLU)"))
+@dataclasses.dataclass(frozen=True, kw_only=True)
+class Settings(cli.Settings):
+    min_width: int = cli.setting("smallest hidden width of the sweep", cli.positive, "at least 1", default=1)
+    max_width: int = cli.setting("largest hidden width of the sweep", cli.positive, "at least 1", default=22)
+    activation: str = cli.setting("activation while training (evaluation always uses ReLU)", choices=ACTIVATIONS,
+                                  default="relu")
+
+    def widths(self) -> range:
+        return cli.sweep_range(self.min_width, self.max_width, "min_width", "max_width")
+
+    def check(self) -> "Settings":
+        super().check()
+        self.widths()
+        return self
+
+    def quick(self) -> "Settings":
+        return dataclasses.replace(super().quick(), max_width=min(self.max_width, self.min_width + 2))
+
+    def memory_bytes(self) -> int:
+        """Every step's batches of a stack are drawn up front: a few (steps, rounds, 16, 2) float tensors;
+        the evaluation holds (256 rounds, 5000 points, width) floats."""
+        rounds = self.rounds * len(self.widths())
+        return self.steps * rounds * BATCH * 4 * 4 * 3 + 256 * EVAL_POINTS * self.max_width * 4 * 3
 
 
-def arguments() -> cli.Parser:
-    p = cli.parser(__doc__.split("\n")[0], rounds=50, steps=500, lr=0.1, momentum=0.0, solved_at=0.948)
-    add_flags(p)
-    return p
-
-
-def check(args) -> range:
-    """Check this experiment's own flags; returns the hidden widths of the sweep."""
-    return cli.check_range(args, "min_width", "max_width")
+PROTOCOL = Settings(rounds=50, steps=500, lr=0.1, momentum=0.0, solved_at=0.948)
 
 
 def training_data(rounds: int, steps: int, gen: torch.Generator):
     """All batches of all rounds, each round's skipped batches dropped; returns (batch, lengths)."""
     x, y = data.and_points((steps, rounds, BATCH), gen)
-    z = data.seeds((steps, rounds), gen)
+    z = data.latents((steps, rounds), gen)
     lengths, order = data.drop_skipped(y.sum(-1) >= data.MIN_POSITIVES)
     kept = (order * rounds + torch.arange(rounds, device=gen.device)).flatten()     # (step, round) -> its batch
     x, y, z = (t.flatten(0, 1).index_select(0, kept).view(t.shape) for t in (x, y, z))   # one gather, not 500
-    return (lambda step: (x[step], y[step], z[step])), lengths
+    return (lambda step: ((x[step], z[step]), y[step])), lengths
 
 
 def fresh_points(gen: torch.Generator):
+    """`engine.evaluate`'s data: fresh points for every round (hypernetworks at z = 0)."""
     def points(start: int, stop: int):
         x, y = data.and_points((stop - start, EVAL_POINTS), gen)
-        return x, y, torch.zeros(stop - start, 2, device=gen.device)
+        return (x,), y
     return points
 
 
-def train(args, gen: torch.Generator, templates: list[torch.nn.Module], bar: tqdm) -> engine.Stack:
-    """`args.rounds` fresh copies of each template, trained as the protocol says, skipped batches included."""
-    stack = engine.init_stack(templates, args.rounds, gen)
-    batch, lengths = training_data(stack.rounds, args.steps, gen)
-    engine.train(stack, batch, args.steps, cli.optimizer(args), lengths=lengths, on_step=bar.update)
-    bar.update(args.steps - min(args.steps, int(lengths.max())))      # steps every round skipped
+def train(s: Settings, gen: torch.Generator, templates: list[torch.nn.Module], bar: tqdm) -> engine.Stack:
+    """`s.rounds` fresh copies of each template, trained as the protocol says, skipped batches included."""
+    stack = engine.init_stack(templates, s.rounds, gen)
+    batches, lengths = training_data(stack.rounds, s.steps, gen)
+
+    def batch(step: int):
+        (x, z), y = batches(step)
+        return training_inputs(templates[0], x, z), y
+    engine.train(stack, batch, s.steps, s.optimizer_factory(), lengths=lengths, on_step=bar.update)
+    bar.update(s.steps - min(s.steps, int(lengths.max())))      # steps every round skipped
     return stack
 
 
-def model(args, family: str, width: int) -> torch.nn.Module:
-    """A fresh network of the family ("Naive" or "HyperNetwork") as the flags configure it."""
-    return HyperBoolNet() if family == "HyperNetwork" else NaiveBoolNet(width, activation=args.activation)
+def model(s: Settings, family: str, width: int) -> torch.nn.Module:
+    """A fresh network of the family ("Naive" or "HyperNetwork") as the settings say."""
+    return HyperBoolNet() if family == "HyperNetwork" else NaiveBoolNet(width, activation=s.activation)
 
 
-def sweep(args, gen: torch.Generator, families=("Naive", "HyperNetwork")) -> list[report.Row]:
-    """Train and score `args.rounds` models per width of each family; one row per model."""
-    widths = check(args)
+def sweep(s: Settings, gen: torch.Generator, families=("Naive", "HyperNetwork")) -> list[report.Row]:
+    """Train and score `s.rounds` models per width of each family; one row per model."""
     rows = []
-    with tqdm(total=len(families) * args.steps, desc="eval_bool", unit="step") as bar:
+    with cli.bar(len(families) * s.steps, "eval_bool") as bar:
         for family in families:
-            stack = train(args, gen, [model(args, family, w) for w in widths], bar)
-            scores = engine.evaluate(stack, fresh_points(gen), engine.macro_f1)
-            rows += cli.rows_of(stack, [(family, w) for w in widths], scores)
+            stack = train(s, gen, [model(s, family, w) for w in s.widths()], bar)
+            scored = engine.evaluate(stack, fresh_points(gen), engine.macro_f1)
+            rows += cli.rows_of(stack, [(family, w) for w in s.widths()], scored)
     return rows
 
 
-def run(args, gen: torch.Generator) -> list[report.Row]:
-    rows = sweep(args, gen)
+def run(s: Settings, gen: torch.Generator) -> list[report.Row]:
+    rows = sweep(s, gen)
     net = hardcoded_bool_net().to(gen.device)
     x, y = data.and_points((HARDCODED_EVAL_POINTS,), gen)
     score = cli.score_module(net, x, y, engine.macro_f1)
-    return rows + [report.Row("hardcoded", HYPER_WIDTH, net.n_params, 0, score)]
+    return rows + [report.Row("hardcoded", HYPER_WIDTH, net.final_size, 0, score)]
+
+
+def arguments() -> cli.Parser:
+    return cli.experiment_parser("eval_bool.py", __doc__, PROTOCOL)
+
+
+def jobs(args) -> list[cli.Job]:
+    return [cli.single(FIGURE, cli.settings_of(args, PROTOCOL), PROTOCOL, run)]
 
 
 if __name__ == "__main__":
-    sys.exit(cli.main(arguments(), FIGURE, run))
+    sys.exit(cli.main(arguments(), jobs))

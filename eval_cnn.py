@@ -4,6 +4,8 @@ Naive CNNs (all weights learn) and RandomConv CNNs (frozen random filters) with 
 HyperNetwork that generates a 5-parameter network, each trained 500 times with SGD, scored by
 validation accuracy on 1000 negative/positive pairs; the hard-coded kernel [1, 1, 0, 1] for scale.
 """
+import interrupts; interrupts.install()             # noqa: E702  (first: Ctrl-C during the imports too)
+import dataclasses
 import sys
 
 import torch
@@ -13,80 +15,96 @@ import cli
 import data
 import engine
 import report
-from hypernet import HyperCNN
+from hypernet import HyperCNN, training_inputs
 from models import POOLS, NaiveCNN, hardcoded_cnn
 
 VALIDATION_PAIRS = 1000
+FAMILIES = ("Naive", "RandomConv", "HyperNetwork")
 
 FIGURE = report.Figure(
     name="cnn_experiment", title="[1, 1, 0, 1] in sequence", ylabel="validation accuracy (%)",
     solved_label="accuracy = 100 %", views=(report.View("trainable parameters", lambda s: s.params),), percent=True)
 
 
-def model(args, family: str, filters: int) -> torch.nn.Module:
-    """A fresh network of the family ("Naive", "RandomConv" or "HyperNetwork") as the flags configure it."""
+@dataclasses.dataclass(frozen=True, kw_only=True)
+class Settings(cli.Settings):
+    min_filters: int = cli.setting("smallest filter count of the sweep", cli.positive, "at least 1", default=1)
+    max_filters: int = cli.setting("largest filter count of the sweep", cli.positive, "at least 1", default=7)
+    pool: str = cli.setting("pooling while training (evaluation always uses max)", choices=POOLS, default="max")
+    temperature: float = cli.setting("temperature of --pool lse", cli.within(1e-4, 1e4), "in [1e-4, 1e4]", default=0.1)
+
+    def filters(self) -> range:
+        return cli.sweep_range(self.min_filters, self.max_filters, "min_filters", "max_filters")
+
+    def check(self) -> "Settings":
+        super().check()
+        self.filters()
+        return self
+
+    def quick(self) -> "Settings":
+        return dataclasses.replace(super().quick(), max_filters=min(self.max_filters, self.min_filters + 2))
+
+    def memory_bytes(self) -> int:
+        """Naive and RandomConv train in one stack: a few (rounds, 2, filters, positions) float tensors."""
+        return 2 * self.rounds * len(self.filters()) * 2 * self.max_filters * data.SEQ_LEN * 4 * 4
+
+
+PROTOCOL = Settings(rounds=500, steps=100, lr=0.1, momentum=0.5, solved_at=1.0)
+
+
+def model(s: Settings, family: str, filters: int) -> torch.nn.Module:
+    """A fresh network of the family ("Naive", "RandomConv" or "HyperNetwork") as the settings say."""
     if family == "HyperNetwork":
         return HyperCNN()
-    return NaiveCNN(filters, frozen_conv=family == "RandomConv", pool=args.pool, temperature=args.temperature)
+    return NaiveCNN(filters, frozen_conv=family == "RandomConv", pool=s.pool, temperature=s.temperature)
 
 
-def add_flags(p: cli.Parser, shown: bool = True) -> None:
-    """This experiment's own flags (hidden from --help where another experiment's script accepts them)."""
-    h = cli.help_text(shown)
-    p.add_argument("--min-filters", type=int, default=1, help=h("smallest filter count of the sweep"))
-    p.add_argument("--max-filters", type=int, default=7, help=h("largest filter count of the sweep"))
-    p.add_argument("--pool", choices=POOLS, default="max", help=h("pooling while training (evaluation always uses max)"))
-    p.add_argument("--temperature", type=float, default=0.1, help=h("temperature of --pool lse"))
+def train(s: Settings, gen: torch.Generator, templates: list[torch.nn.Module], bar: tqdm) -> engine.Stack:
+    """`s.rounds` fresh copies of each template, trained as the protocol says on fresh pairs."""
+    stack = engine.init_stack(templates, s.rounds, gen)
 
-
-def arguments() -> cli.Parser:
-    p = cli.parser(__doc__.split("\n")[0], rounds=500, steps=100, lr=0.1, momentum=0.5, solved_at=1.0)
-    add_flags(p)
-    return p
-
-
-def check(args) -> range:
-    """Check this experiment's own flags; returns the filter counts of the sweep."""
-    if args.temperature <= 0:
-        raise cli.UsageError(f"--temperature must be positive, got {args.temperature}")
-    return cli.check_range(args, "min_filters", "max_filters")
-
-
-def train(args, gen: torch.Generator, templates: list[torch.nn.Module], bar: tqdm) -> engine.Stack:
-    """`args.rounds` fresh copies of each template, trained as the protocol says on fresh pairs."""
-    stack = engine.init_stack(templates, args.rounds, gen)
-    batch = lambda step: (*data.pattern_pairs((stack.rounds,), gen), data.seeds((stack.rounds,), gen))
-    engine.train(stack, batch, args.steps, cli.optimizer(args), on_step=bar.update)
+    def batch(step: int):
+        x, y = data.pattern_pairs((stack.rounds,), gen)
+        z = data.latents((stack.rounds,), gen)          # drawn for every stack: one random stream for all
+        return training_inputs(templates[0], x, z), y
+    engine.train(stack, batch, s.steps, s.optimizer_factory(), on_step=bar.update)
     return stack
 
 
 def shared_set(x: torch.Tensor, y: torch.Tensor):
-    """`engine.evaluate`'s data: the same sequences for every round, hypernetworks at z = 0."""
-    zero = torch.zeros(1, 2, device=x.device)
-    return lambda start, stop: (x, y, zero.expand(stop - start, 2))
+    """`engine.evaluate`'s data: the same sequences for every round (hypernetworks at z = 0)."""
+    return lambda start, stop: ((x,), y)
 
 
-def sweep(args, gen: torch.Generator, x_val, y_val, families=("Naive", "RandomConv", "HyperNetwork")) -> list[report.Row]:
-    """Train and score `args.rounds` models per filter count of each family; one row per model."""
-    filters = check(args)
+def sweep(s: Settings, gen: torch.Generator, x_val, y_val, families=FAMILIES) -> list[report.Row]:
+    """Train and score `s.rounds` models per filter count of each family; one row per model."""
     convs = [f for f in families if f != "HyperNetwork"]             # Naive and RandomConv share one stack
-    stacks = [[(f, n) for f in group for n in filters] for group in (convs, ["HyperNetwork"]) if set(group) & set(families)]
+    stacks = [[(f, n) for f in group for n in s.filters()] for group in (convs, ["HyperNetwork"])
+              if set(group) & set(families)]
     rows = []
-    with tqdm(total=len(stacks) * args.steps, desc="eval_cnn", unit="step") as bar:
+    with cli.bar(len(stacks) * s.steps, "eval_cnn") as bar:
         for labels in stacks:
-            stack = train(args, gen, [model(args, f, n) for f, n in labels], bar)
-            scores = engine.evaluate(stack, shared_set(x_val, y_val), engine.accuracy)
-            rows += cli.rows_of(stack, labels, scores)
+            stack = train(s, gen, [model(s, f, n) for f, n in labels], bar)
+            scored = engine.evaluate(stack, shared_set(x_val, y_val), engine.accuracy, shared=True)
+            rows += cli.rows_of(stack, labels, scored)
     return rows
 
 
-def run(args, gen: torch.Generator) -> list[report.Row]:
+def run(s: Settings, gen: torch.Generator) -> list[report.Row]:
     x_val, y_val = data.pattern_validation_set(VALIDATION_PAIRS, gen)
-    rows = sweep(args, gen, x_val, y_val)
+    rows = sweep(s, gen, x_val, y_val)
     net = hardcoded_cnn().to(gen.device)
     score = cli.score_module(net, x_val, y_val, engine.accuracy)
-    return rows + [report.Row("hardcoded", 1, net.n_params, 0, score)]
+    return rows + [report.Row("hardcoded", 1, net.final_size, 0, score)]
+
+
+def arguments() -> cli.Parser:
+    return cli.experiment_parser("eval_cnn.py", __doc__, PROTOCOL)
+
+
+def jobs(args) -> list[cli.Job]:
+    return [cli.single(FIGURE, cli.settings_of(args, PROTOCOL), PROTOCOL, run)]
 
 
 if __name__ == "__main__":
-    sys.exit(cli.main(arguments(), FIGURE, run))
+    sys.exit(cli.main(arguments(), jobs))

@@ -7,14 +7,20 @@ of trained parameters, and it leaves a small final network.
     (6k) and the best of 3k RandomConv(1) (2 trained parameters each: 6k as well).
   - Experiment 2 (AND): one Naive(w) (4w + 1) against the best of k = 1..10 Naive(2) (9k).
   - Both: the trained HyperNetwork's network at z = 0 (as in the faithful runs) against the best of
-    k = 1, 2, 4, ..., 64 networks it generates from seeds z ~ N(0, I) drawn after training.
+    k = 1, 2, 4, ..., 64 networks it generates from latents z ~ N(0, I) drawn after training.
 Every network is trained and scored as in the faithful runs (same rounds, steps, data and metric). A
 round's best candidate is the one with the best score on a selection set of fresh data, never on the
 validation set; that network is then scored on the validation set like any model.
-Writes exploration_cnn.{png,csv,json} and exploration_bool.{png,csv,json} in --out.
+Selection noise: the same trained candidates at the largest k, chosen on fresh selection sets 1x, 5x
+and 25x (experiment 1) or 1x, 10x and 100x (experiment 2) --selection, against the oracle bound (the
+candidate best on the validation set itself: an upper bound of any selection rule, not a method).
+Every flag applies to every network the study trains. Writes exploration_{cnn,bool} and
+exploration_selection_{cnn,bool} (.png, .csv, .json).
 """
+import interrupts; interrupts.install()             # noqa: E702  (first: Ctrl-C during the imports too)
 import dataclasses
 import sys
+from pathlib import Path
 
 import numpy as np
 import torch
@@ -27,64 +33,113 @@ import engine
 import eval_bool
 import eval_cnn
 import report
-from hypernet import SEED_DIM
+from hypernet import Z_DIM
 
+SCRIPTS = {"cnn": eval_cnn, "bool": eval_bool}
 WIDE = {"cnn": "wide Naive(n)", "bool": "wide Naive(w)"}
-SEEDS, ZERO = "HyperNetwork, best of k seeds", "HyperNetwork, z = 0"
+SEEDS, ZERO = "HyperNetwork, best of k latents", "HyperNetwork, z = 0"
 SMALL = {"cnn": 1, "bool": 2}                              # the small network: 1 filter, width 2
 RESTARTED = {"cnn": ("Naive", "RandomConv"), "bool": ("Naive",)}
-SELECTION = {"cnn": 200, "bool": 500}                      # pairs of sequences, points per round
-RESTARTS = {"cnn": 6, "bool": 10}
+SELECTION_SCALE = {"cnn": (1, 5, 25), "bool": (1, 10, 100)}
+SELECTION_UNIT = {"cnn": "pairs of sequences", "bool": "points per round"}
+FLAGS = ["rounds", "steps", "lr", "momentum", "optimizer", "solved_at", "min_filters", "max_filters", "min_width",
+         "max_width", "restarts", "samples", "selection"]
+
+
+@dataclasses.dataclass(frozen=True, kw_only=True)
+class Search:
+    """The search's own settings, added to an experiment's."""
+    restarts: int = cli.setting("largest k of best of k small Naive networks", cli.positive, "a positive integer")
+    samples: int = cli.setting("largest k of best of k sampled hypotheses (k = 1, 2, 4, ...)", cli.positive,
+                               "a positive integer")
+    selection: int = cli.setting("selection set: pairs of sequences (cnn) or points per round (bool); the "
+                                 "selection-noise figure also uses larger ones", cli.positive, "a positive integer")
+
+    def quick(self):
+        return dataclasses.replace(super().quick(), restarts=min(self.restarts, 3), samples=min(self.samples, 4))
+
+    def memory_bytes(self) -> int:
+        """The candidates' stack is about as large as the wide sweep's."""
+        return 2 * super().memory_bytes()
+
+
+@dataclasses.dataclass(frozen=True, kw_only=True)
+class CNNSearch(Search, eval_cnn.Settings):
+    """Experiment 1's settings and the search's."""
+
+
+@dataclasses.dataclass(frozen=True, kw_only=True)
+class BoolSearch(Search, eval_bool.Settings):
+    """Experiment 2's settings and the search's."""
+
+
+PROTOCOLS = {"cnn": CNNSearch(**dataclasses.asdict(eval_cnn.PROTOCOL), restarts=6, samples=64, selection=200),
+             "bool": BoolSearch(**dataclasses.asdict(eval_bool.PROTOCOL), restarts=10, samples=64, selection=500)}
+
+
+def pick(selection: Tensor, k: int) -> Tensor:
+    """Per round, the index of the candidate, among the first k, best on the selection scores (R, C);
+    a tie goes to the earlier one."""
+    return selection[:, :k].argmax(1)
 
 
 def best_of(selection: Tensor, validation: Tensor, k: int) -> Tensor:
-    """Per round, the validation score of the candidate, among the first k, best on the selection set.
-
-    selection, validation: (R, C) scores of each round's C candidates; a tie goes to the earlier one.
-    """
-    pick = selection[:, :k].argmax(1, keepdim=True)
-    return validation.gather(1, pick)[:, 0]
+    """Per round, the validation score of the candidate, among the first k, best on the selection set."""
+    return validation.gather(1, pick(selection, k)[:, None])[:, 0]
 
 
-def rows_of(model: str, sweep: int, budget: int, scores: Tensor) -> list[report.Row]:
-    return [report.Row(model, sweep, budget, r, s) for r, s in enumerate(scores.tolist())]
+@dataclasses.dataclass
+class Scored:
+    """Each round's candidates scored on one data set: scores and diverged, both (R, C)."""
+    scores: Tensor
+    diverged: Tensor
+
+    def rows(self, model: str, sweep: int, budget: int, chosen: Tensor | None = None) -> list[report.Row]:
+        """One row per round: the candidate `chosen` (R,) of each round (default: the only one)."""
+        at = torch.zeros(len(self.scores), dtype=torch.long) if chosen is None else chosen
+        scores, diverged = (t.gather(1, at[:, None].to(t.device))[:, 0].tolist() for t in (self.scores, self.diverged))
+        return [report.Row(model, sweep, budget, r, s, d) for r, (s, d) in enumerate(zip(scores, diverged))]
+
+    def columns(self, start: int, stop: int) -> "Scored":
+        return Scored(self.scores[:, start:stop], self.diverged[:, start:stop])
 
 
-def by_round(scores: Tensor, rounds: int) -> Tensor:
-    """Scores of a candidate-major stack (row c * rounds + r is candidate c of round r) -> (rounds, C)."""
-    return scores.view(-1, rounds).t()
+def scored(stack: engine.Stack, rounds: int, data_, score, shared: bool) -> Scored:
+    """A candidate-major stack (row c * rounds + r is candidate c of round r) scored -> (rounds, C) each."""
+    return Scored(*(t.view(-1, rounds).t() for t in engine.evaluate(stack, data_, score, shared)))
 
 
-def candidates(args, gen: torch.Generator, script, bar: tqdm, selection, validation,
-               score) -> dict[str, tuple[Tensor, Tensor]]:
-    """Train every restarted family's candidates; per family, (selection, validation) scores (R, C).
+def train_candidates(e: str, s: cli.Settings, gen: torch.Generator, bar: tqdm) -> tuple[engine.Stack, dict[str, int]]:
+    """Train every restarted family's candidates in one stack; returns it and each family's count.
 
     A family's candidates are as many as a budget of --restarts small Naive networks buys: for
     RandomConv(1), which trains 2 parameters against Naive(1)'s 6, three times as many.
     """
-    small = {f: script.model(args, f, SMALL[args.experiment]) for f in RESTARTED[args.experiment]}
-    counts = {f: args.restarts * small["Naive"].n_params // net.n_params for f, net in small.items()}
-    stack = script.train(args, gen, [small[f] for f in small for _ in range(counts[f])], bar)
-    scored = [by_round(engine.evaluate(stack, s, score), args.rounds) for s in (selection, validation)]
+    script = SCRIPTS[e]
+    small = {f: script.model(s, f, SMALL[e]) for f in RESTARTED[e]}
+    counts = {f: s.restarts * small["Naive"].trained_params // net.trained_params for f, net in small.items()}
+    return script.train(s, gen, [small[f] for f in small for _ in range(counts[f])], bar), counts
+
+
+def by_family(candidates: Scored, counts: dict[str, int]) -> dict[str, Scored]:
     out, start = {}, 0
-    for f, count in counts.items():
-        out[f] = tuple(s[:, start:start + count] for s in scored)
+    for family, count in counts.items():
+        out[family] = candidates.columns(start, start + count)
         start += count
     return out
 
 
-def hypotheses(args, gen: torch.Generator, script, bar: tqdm, selection, validation, score) -> tuple[Tensor, Tensor, int]:
-    """Train the HyperNetwork; (selection, validation) scores (R, 1 + --samples) of the networks it
-    generates at z = 0 (column 0) and at --samples seeds z ~ N(0, I), and its trained parameter count."""
-    hyper = script.model(args, "HyperNetwork", SMALL[args.experiment])
-    stack = script.train(args, gen, [hyper], bar)
-    rounds, dev = args.rounds, gen.device
-    seeds = torch.cat([torch.zeros(rounds, SEED_DIM, device=dev), data.seeds((args.samples * rounds,), gen, SEED_DIM)])
-    copies = 1 + args.samples
-    tiled = {name: p.repeat(copies, *([1] * (p.dim() - 1))) for name, p in stack.params.items()}
-    generated = engine.stack_of(hyper.generate(torch.zeros(SEED_DIM, device=dev)), hyper.stacked_generate(tiled, seeds))
-    sel, val = (by_round(engine.evaluate(generated, s, score), rounds) for s in (selection, validation))
-    return sel, val, sum(p.numel() for p in hyper.parameters())
+def hypotheses(e: str, s: cli.Settings, gen: torch.Generator, bar: tqdm, sets: dict, score, shared: bool
+               ) -> tuple[dict[str, Scored], int]:
+    """Train the HyperNetwork; the networks it generates at z = 0 (column 0) and at --samples latents
+    z ~ N(0, I), scored on each set of `sets`, and its trained parameter count."""
+    hyper = SCRIPTS[e].model(s, "HyperNetwork", SMALL[e])
+    stack = SCRIPTS[e].train(s, gen, [hyper], bar)
+    rounds, dev = s.rounds, gen.device
+    z = torch.cat([torch.zeros(rounds, Z_DIM, device=dev), data.latents((s.samples * rounds,), gen, Z_DIM)])
+    tiled = {name: p.repeat(1 + s.samples, *([1] * (p.dim() - 1))) for name, p in stack.params.items()}
+    generated = engine.stack_of(hyper.generate(torch.zeros(Z_DIM, device=dev)), hyper.stacked_generate(tiled, z))
+    return {name: scored(generated, rounds, d, score, shared) for name, d in sets.items()}, hyper.trained_params
 
 
 def powers_of_two(top: int) -> list[int]:
@@ -92,39 +147,72 @@ def powers_of_two(top: int) -> list[int]:
     return sorted({2 ** i for i in range(top.bit_length()) if 2 ** i <= top} | {top})
 
 
-def explore(args, gen: torch.Generator, script, selection, validation, score) -> list[report.Row]:
-    """The best-of-k rows of the restarted families and of the sampled hypotheses."""
+def explore(e: str, s: cli.Settings, gen: torch.Generator, sets: dict, draw_selection, score, shared: bool
+            ) -> dict[str, list[report.Row]]:
+    """The rows of both figures. `sets` holds the "selection" and "validation" data; after all training,
+    `draw_selection(size)` draws the larger fresh selection sets of the selection-noise figure."""
+    small, script = SMALL[e], SCRIPTS[e]
+    with cli.bar(2 * s.steps, f"exploration ({e})") as bar:
+        stack, counts = train_candidates(e, s, gen, bar)
+        pools = {name: by_family(scored(stack, s.rounds, d, score, shared), counts) for name, d in sets.items()}
+        generated, hyper_params = hypotheses(e, s, gen, bar, sets, score, shared)
     rows = []
-    with tqdm(total=2 * args.steps, desc=f"exploration ({args.experiment})", unit="step") as bar:
-        pools = candidates(args, gen, script, bar, selection, validation, score)
-        sel, val, hyper_params = hypotheses(args, gen, script, bar, selection, validation, score)
-    small = SMALL[args.experiment]
-    for family, (s, v) in pools.items():
-        each = script.model(args, family, small).n_params
-        for k in range(1, s.shape[1] + 1):
-            rows += rows_of(f"best of k {family}({small})", k, k * each, best_of(s, v, k))
-    rows += rows_of(ZERO, 1, hyper_params, val[:, 0])
-    for k in powers_of_two(args.samples):
-        rows += rows_of(SEEDS, k, hyper_params, best_of(sel[:, 1:], val[:, 1:], k))
+    for family in counts:
+        sel, val = pools["selection"][family], pools["validation"][family]
+        each = script.model(s, family, small).trained_params
+        for k in range(1, counts[family] + 1):
+            rows += val.rows(f"best of k {family}({small})", k, k * each, pick(sel.scores, k))
+    sel, val = generated["selection"].columns(1, None), generated["validation"].columns(1, None)
+    rows += generated["validation"].rows(ZERO, 1, hyper_params)
+    for k in powers_of_two(s.samples):
+        rows += val.rows(SEEDS, k, hyper_params, pick(sel.scores, k))
+    return {f"exploration_{e}": rows, f"exploration_selection_{e}": selection_noise(e, s, stack, counts, pools,
+                                                                                   draw_selection, score, shared)}
+
+
+def selection_noise(e: str, s: cli.Settings, stack: engine.Stack, counts: dict[str, int], pools: dict,
+                    draw_selection, score, shared: bool) -> list[report.Row]:
+    """Best of the largest k chosen on selection sets of growing size, and the oracle bound, per family."""
+    small, script = SMALL[e], SCRIPTS[e]
+    sizes = [factor * s.selection for factor in SELECTION_SCALE[e]]
+    choices = {sizes[0]: pools["selection"]}
+    for size in sizes[1:]:
+        choices[size] = by_family(scored(stack, s.rounds, draw_selection(size), score, shared), counts)
+    rows = []
+    for family, count in counts.items():
+        val, budget = pools["validation"][family], count * script.model(s, family, small).trained_params
+        rows += [r for size in sizes
+                 for r in val.rows(f"best of k {family}({small})", size, budget, pick(choices[size][family].scores, count))]
+        rows += [r for size in sizes for r in val.rows(oracle(family, small), size, budget, pick(val.scores, count))]
     return rows
 
 
-def check(args) -> None:
-    for name in ("restarts", "samples", "selection"):
-        if getattr(args, name) < 1:
-            raise cli.UsageError(f"--{name} must be a positive integer, got {getattr(args, name)}")
-    if args.quick:
-        args.restarts, args.samples = min(args.restarts, 3), min(args.samples, 4)
+def oracle(family: str, small: int) -> str:
+    return f"oracle bound, best of k {family}({small})"
 
 
-def run_cnn(args, gen: torch.Generator) -> list[report.Row]:
-    check(args)
+def wide_rows(e: str, rows: list[report.Row], figure_of_selection: bool, s: cli.Settings) -> list[report.Row]:
+    """The wide sweep's rows renamed; for the selection figure, its largest network at every selection size."""
+    wide = [dataclasses.replace(r, model=WIDE[e]) for r in rows]
+    if not figure_of_selection:
+        return wide
+    top = max(r.sweep for r in wide)
+    return [dataclasses.replace(r, sweep=factor * s.selection) for factor in SELECTION_SCALE[e]
+            for r in wide if r.sweep == top]
+
+
+def combined(e: str, s: cli.Settings, wide: list[report.Row], explored: dict[str, list[report.Row]]) -> dict:
+    return {name: wide_rows(e, wide, name.startswith("exploration_selection"), s) + rows
+            for name, rows in explored.items()}
+
+
+def run_cnn(s: CNNSearch, gen: torch.Generator) -> dict[str, list[report.Row]]:
     x_val, y_val = data.pattern_validation_set(eval_cnn.VALIDATION_PAIRS, gen)
-    x_sel, y_sel = data.pattern_validation_set(args.selection, gen)
-    wide = eval_cnn.sweep(args, gen, x_val, y_val, families=("Naive",))
-    rows = [dataclasses.replace(r, model=WIDE["cnn"]) for r in wide]
-    return rows + explore(args, gen, eval_cnn, eval_cnn.shared_set(x_sel, y_sel), eval_cnn.shared_set(x_val, y_val),
-                          engine.accuracy)
+    x_sel, y_sel = data.pattern_validation_set(s.selection, gen)
+    wide = eval_cnn.sweep(s, gen, x_val, y_val, families=("Naive",))
+    sets = {"selection": eval_cnn.shared_set(x_sel, y_sel), "validation": eval_cnn.shared_set(x_val, y_val)}
+    draw = lambda size: eval_cnn.shared_set(*data.pattern_validation_set(size, gen))
+    return combined("cnn", s, wide, explore("cnn", s, gen, sets, draw, engine.accuracy, shared=True))
 
 
 def per_round(x: Tensor, y: Tensor):
@@ -133,17 +221,17 @@ def per_round(x: Tensor, y: Tensor):
 
     def points(start: int, stop: int):
         rows = torch.arange(start, stop, device=x.device) % rounds
-        return x[rows], y[rows], torch.zeros(stop - start, SEED_DIM, device=x.device)
+        return (x[rows],), y[rows]
     return points
 
 
-def run_bool(args, gen: torch.Generator) -> list[report.Row]:
-    check(args)
-    wide = eval_bool.sweep(args, gen, families=("Naive",))
-    rows = [dataclasses.replace(r, model=WIDE["bool"]) for r in wide]
-    x_val, y_val = data.and_points((args.rounds, eval_bool.EVAL_POINTS), gen)
-    x_sel, y_sel = data.and_points((args.rounds, args.selection), gen)
-    return rows + explore(args, gen, eval_bool, per_round(x_sel, y_sel), per_round(x_val, y_val), engine.macro_f1)
+def run_bool(s: BoolSearch, gen: torch.Generator) -> dict[str, list[report.Row]]:
+    wide = eval_bool.sweep(s, gen, families=("Naive",))
+    x_val, y_val = data.and_points((s.rounds, eval_bool.EVAL_POINTS), gen)
+    x_sel, y_sel = data.and_points((s.rounds, s.selection), gen)
+    sets = {"selection": per_round(x_sel, y_sel), "validation": per_round(x_val, y_val)}
+    draw = lambda size: per_round(*data.and_points((s.rounds, size), gen))
+    return combined("bool", s, wide, explore("bool", s, gen, sets, draw, engine.macro_f1, shared=False))
 
 
 def label(model: str, sweep: int) -> str:
@@ -151,26 +239,36 @@ def label(model: str, sweep: int) -> str:
     return f"wide Naive({sweep})" if model in WIDE.values() else model.replace(" k ", f" {sweep} ")
 
 
-def comparisons(experiment: str) -> cli.Notes:
+def groups_of(rows: list[report.Row]) -> dict[str, dict[int, list[report.Row]]]:
+    groups: dict[str, dict[int, list[report.Row]]] = {}
+    for r in rows:
+        groups.setdefault(r.model, {}).setdefault(r.sweep, []).append(r)
+    return groups
+
+
+def difference(a: list[report.Row], b: list[report.Row], paired: bool, solved_at: float) -> str:
+    """Mean and solved share of a minus b, with 95 % bootstrap intervals, as printed."""
+    sa, sb = (np.array([r.score for r in sorted(rows, key=lambda r: r.round)]) for rows in (a, b))
+    mean = report.difference_ci(sa, sb, paired)
+    solved = report.difference_ci(sa >= solved_at, sb >= solved_at, paired)
+    return (f"mean {mean[0]:+.4f} [{mean[1]:+.4f}, {mean[2]:+.4f}], solved {100 * solved[0]:+.1f} "
+            f"[{100 * solved[1]:+.1f}, {100 * solved[2]:+.1f}] points")
+
+
+def comparisons(e: str) -> cli.Notes:
     """The key differences, with 95 % bootstrap intervals: width against restarts at the largest
     budget, the best sampled hypothesis against z = 0 (paired by round), restarts against samples."""
     def notes(rows: list[report.Row], solved_at: float) -> str:
-        groups: dict[str, dict[int, list[report.Row]]] = {}
-        for r in rows:
-            groups.setdefault(r.model, {}).setdefault(r.sweep, []).append(r)
+        groups = groups_of(rows)
         largest = {model: max(by_sweep) for model, by_sweep in groups.items()}
 
         def line(a: str, b: str, paired: bool) -> str:
-            (ra, rb) = (sorted(groups[m][largest[m]], key=lambda r: r.round) for m in (a, b))
-            sa, sb = (np.array([r.score for r in rs]) for rs in (ra, rb))
-            mean = report.difference_ci(sa, sb, paired)
-            solved = report.difference_ci(sa >= solved_at, sb >= solved_at, paired)
+            ra, rb = groups[a][largest[a]], groups[b][largest[b]]
             name = lambda m, rs: f"{label(m, largest[m])} [{rs[0].params}]"
-            return (f"  {name(a, ra)} - {name(b, rb)}{' (paired)' if paired else ''}: mean {mean[0]:+.4f} "
-                    f"[{mean[1]:+.4f}, {mean[2]:+.4f}], solved {100 * solved[0]:+.1f} "
-                    f"[{100 * solved[1]:+.1f}, {100 * solved[2]:+.1f}] points")
-        small = SMALL[experiment]
-        pairs = [(WIDE[experiment], f"best of k {f}({small})", False) for f in RESTARTED[experiment]]
+            return (f"  {name(a, ra)} - {name(b, rb)}{' (paired)' if paired else ''}: "
+                    + difference(ra, rb, paired, solved_at))
+        small = SMALL[e]
+        pairs = [(WIDE[e], f"best of k {f}({small})", False) for f in RESTARTED[e]]
         pairs += [(SEEDS, ZERO, True), (f"best of k Naive({small})", SEEDS, False)]
         lines = [line(a, b, paired) for a, b, paired in pairs if a in groups and b in groups]
         header = "differences a - b at each one's largest sweep point [trained parameters], 95 % bootstrap:"
@@ -178,36 +276,61 @@ def comparisons(experiment: str) -> cli.Notes:
     return notes
 
 
-def figure(experiment: str) -> report.Figure:
-    script = {"cnn": eval_cnn, "bool": eval_bool}[experiment]
-    small = SMALL[experiment]
-    restarted = tuple(f"best of k {f}({small})" for f in RESTARTED[experiment])
-    wide = WIDE[experiment]
+def selection_comparisons(e: str) -> cli.Notes:
+    """Width minus restarts chosen on each selection size, width minus the oracle bound, and the
+    oracle bound minus the restarts (paired: the same candidates), with 95 % bootstrap intervals."""
+    def notes(rows: list[report.Row], solved_at: float) -> str:
+        groups = groups_of(rows)
+        lines = [f"selection noise at the largest k, 95 % bootstrap (selection sizes in {SELECTION_UNIT[e]}):"]
+        for family in RESTARTED[e]:
+            chosen, bound = f"best of k {family}({SMALL[e]})", oracle(family, SMALL[e])
+            if chosen not in groups or WIDE[e] not in groups:
+                continue
+            for size, members in groups[chosen].items():
+                wide = groups[WIDE[e]][size]
+                lines.append(f"  {family}, selection {size}: wide - restarts: {difference(wide, members, False, solved_at)}; "
+                             f"oracle - restarts (paired): {difference(groups[bound][size], members, True, solved_at)}")
+            first = next(iter(groups[bound]))
+            lines.append(f"  {family}: wide - oracle bound: "
+                         f"{difference(groups[WIDE[e]][first], groups[bound][first], False, solved_at)}")
+        return "\n".join(lines)
+    return notes
+
+
+def figure(e: str) -> report.Figure:
+    script = SCRIPTS[e]
+    small = SMALL[e]
+    restarted = tuple(f"best of k {f}({small})" for f in RESTARTED[e])
+    wide = WIDE[e]
     budget = report.View("trained parameters (budget)", lambda s: s.params, lambda s: s.model != SEEDS, "equal budget")
     size = report.View("candidates tried (k); the final network is small", lambda s: s.sweep,
                        lambda s: s.model != wide, "equal final size", log2_x=True)
-    return dataclasses.replace(script.FIGURE, name=f"exploration_{experiment}", views=(budget, size),
+    return dataclasses.replace(script.FIGURE, name=f"exploration_{e}", views=(budget, size),
                                title=f"{script.FIGURE.title}: width or restarts", models=(wide, *restarted, ZERO, SEEDS))
 
 
-def arguments(experiment: str) -> cli.Parser:
-    script, other = (eval_cnn, eval_bool) if experiment == "cnn" else (eval_bool, eval_cnn)
-    p = cli.study_parser(f"eval_exploration.py ({experiment})", script, [other])
-    p.description = __doc__.split("\n")[0]
-    p.add_argument("--restarts", type=int, default=RESTARTS[experiment],
-                   help=f"largest k of best of k small Naive (CNN default {RESTARTS['cnn']}, AND {RESTARTS['bool']})")
-    p.add_argument("--samples", type=int, default=64, help="largest k of best of k sampled hypotheses (k = 1, 2, 4, ...)")
-    p.add_argument("--selection", type=int, default=SELECTION[experiment],
-                   help=f"selection set: pairs of sequences (CNN, default {SELECTION['cnn']}) or points per round "
-                        f"(AND, default {SELECTION['bool']})")
-    p.set_defaults(experiment=experiment)
-    return p
+def selection_figure(e: str) -> report.Figure:
+    script, small = SCRIPTS[e], SMALL[e]
+    restarted = tuple(m for f in RESTARTED[e] for m in (f"best of k {f}({small})", oracle(f, small)))
+    view = report.View(f"selection set ({SELECTION_UNIT[e]}); k at its largest", lambda s: s.sweep, log2_x=True)
+    return dataclasses.replace(script.FIGURE, name=f"exploration_selection_{e}", views=(view,),
+                               title=f"{script.FIGURE.title}: restarts chosen on more data",
+                               models=(WIDE[e], *restarted))
 
 
-def main(argv: list[str] | None = None) -> int:
-    runs = {"cnn": run_cnn, "bool": run_bool}
-    return cli.main_each([(arguments(e), figure(e), runs[e], comparisons(e)) for e in runs], argv)
+def job(e: str, s: cli.Settings) -> cli.Job:
+    run = {"cnn": run_cnn, "bool": run_bool}[e]
+    return cli.Job((figure(e), selection_figure(e)), s, PROTOCOLS[e], lambda gen: run(s, gen),
+                   notes={f"exploration_{e}": comparisons(e), f"exploration_selection_{e}": selection_comparisons(e)})
+
+
+def arguments() -> cli.Parser:
+    return cli.study_parser(Path(__file__).name, __doc__, PROTOCOLS, FLAGS)
+
+
+def jobs(args) -> list[cli.Job]:
+    return [job(e, s) for e, s in cli.study_settings(args, PROTOCOLS).items()]
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    sys.exit(cli.main(arguments(), jobs))

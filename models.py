@@ -1,10 +1,14 @@
 """The networks of both experiments.
 
-Each class is a plain `nn.Module` whose `forward(x, seed)` reads like the write-up. Beside it,
-`stacked_forward(params, x, seed)` runs R networks of the same class at once: every tensor of
-`params` carries a leading round dim R (as `torch.func.stack_module_state` lays them out), and x
-is either one batch per round (leading dim R) or one batch shared by all rounds. The training
-engine calls it; the oracle tests check it against `forward`.
+Each class is a plain `nn.Module` whose `forward(x)` reads like the write-up. Beside it,
+`stacked_forward(params, x)` runs R networks of the same class at once: every tensor of `params`
+carries a leading round dim R (as `torch.func.stack_module_state` lays them out), and x is either
+one batch per round (leading dim R) or one batch shared by all rounds. The training engine calls
+it; the tests check it against `torch.func.vmap` of `forward`, and the oracle against a plain loop.
+
+Two sizes are told apart: `trained_params` counts the weights gradient descent updates, and
+`final_size` the parameters that define the network finally used, beyond fixed random features
+(a RandomConv's frozen filters are such features). The write-up's x axis is `final_size`.
 
 Training-time surrogates (`pool='lse'`, `activation='softplus'|'leaky'`) only replace the hard
 operator while the module is in training mode: in eval mode every network is evaluated with max
@@ -19,6 +23,11 @@ from data import PATTERN
 POOLS = ("max", "lse")
 ACTIVATIONS = ("relu", "softplus", "leaky")
 LEAKY_SLOPE = 0.01
+
+
+def trained_params(module: nn.Module) -> int:
+    """The number of weights gradient descent updates."""
+    return sum(p.numel() for p in module.parameters() if p.requires_grad)
 
 
 # ----------------------------------------------------------------------------- pooling over positions
@@ -90,37 +99,38 @@ def pool_conv(x: Tensor, w: Tensor, pool: str = "max", temperature: float = 1.0)
 class NaiveCNN(nn.Module):
     """Conv1d(1 -> n filters, kernel 4, no bias) -> max over positions -> Linear(n -> 1).
 
-    `frozen_conv=True` is RandomConv: the filters keep their random init, only `_decision` learns.
+    `frozen_conv=True` is RandomConv: the filters keep their random init, only `decision` learns.
     """
 
     def __init__(self, n_filters: int, frozen_conv: bool = False, pool: str = "max",
                  temperature: float = 0.1) -> None:
         super().__init__()
-        self._conv = nn.Conv1d(in_channels=1, out_channels=n_filters, kernel_size=len(PATTERN), bias=False)
-        self._decision = nn.Linear(n_filters, 1)
-        self._conv.weight.requires_grad_(not frozen_conv)
+        self.conv = nn.Conv1d(in_channels=1, out_channels=n_filters, kernel_size=len(PATTERN), bias=False)
+        self.decision = nn.Linear(n_filters, 1)
+        self.conv.weight.requires_grad_(not frozen_conv)
         self.pool, self.temperature = pool, temperature
 
     @property
-    def n_params(self) -> int:
-        """Trainable parameters of the network: 5n + 1 (Naive) or n + 1 (RandomConv)."""
-        return sum(p.numel() for p in self.parameters() if p.requires_grad)
+    def trained_params(self) -> int:
+        """5n + 1 (Naive) or n + 1 (RandomConv)."""
+        return trained_params(self)
+
+    final_size = trained_params              # a RandomConv's frozen filters are fixed random features
 
     def _pool(self, conved: Tensor) -> Tensor:
         if self.training and self.pool == "lse":
             return lse_pool(conved, self.temperature)
         return conved.max(dim=2)[0]
 
-    def forward(self, x: Tensor, seed: Tensor) -> Tensor:
-        conved = self._pool(self._conv(x))
-        return self._decision(conved)
+    def forward(self, x: Tensor) -> Tensor:
+        return self.decision(self._pool(self.conv(x)))
 
-    def stacked_forward(self, params: dict[str, Tensor], x: Tensor, seed: Tensor) -> Tensor:
+    def stacked_forward(self, params: dict[str, Tensor], x: Tensor) -> Tensor:
         pool = self.pool if self.training else "max"
-        w = params["_conv.weight"].flatten(1, 2)                         # (R, F, K)
+        w = params["conv.weight"].flatten(1, 2)                          # (R, F, K)
         pooled = pool_conv(x.squeeze(-2), w, pool, self.temperature)     # (R, B, F)
-        decision = params["_decision.weight"][:, 0]                      # (R, F)
-        return torch.einsum("rbf,rf->rb", pooled, decision) + params["_decision.bias"]
+        decision = params["decision.weight"][:, 0]                       # (R, F)
+        return torch.einsum("rbf,rf->rb", pooled, decision) + params["decision.bias"]
 
 
 class SingleFilterCNN(nn.Module):
@@ -132,13 +142,15 @@ class SingleFilterCNN(nn.Module):
         self.bias = nn.Parameter(torch.tensor([float(bias)]))
 
     @property
-    def n_params(self) -> int:
-        return self.kernel.numel() + self.bias.numel()
+    def trained_params(self) -> int:
+        return trained_params(self)
 
-    def forward(self, x: Tensor, seed: Tensor | None = None) -> Tensor:
+    final_size = trained_params
+
+    def forward(self, x: Tensor) -> Tensor:
         return F.conv1d(x, self.kernel).max(dim=2)[0] + self.bias
 
-    def stacked_forward(self, params: dict[str, Tensor], x: Tensor, seed: Tensor) -> Tensor:
+    def stacked_forward(self, params: dict[str, Tensor], x: Tensor) -> Tensor:
         pooled = pool_conv(x.squeeze(-2), params["kernel"].flatten(1, 2))
         return pooled[..., 0] + params["bias"]
 
@@ -163,23 +175,26 @@ class NaiveBoolNet(nn.Module):
 
     def __init__(self, width: int, activation: str = "relu") -> None:
         super().__init__()
-        self.net = nn.Sequential(nn.Linear(2, width), nn.ReLU(), nn.Linear(width, 1))
+        self.hidden = nn.Linear(2, width)
+        self.output = nn.Linear(width, 1)
         self.activation = activation
 
     @property
-    def n_params(self) -> int:
-        return sum(p.numel() for p in self.parameters() if p.requires_grad)
+    def trained_params(self) -> int:
+        """4w + 1."""
+        return trained_params(self)
+
+    final_size = trained_params
 
     def _activation(self) -> str:
         return self.activation if self.training else "relu"
 
-    def forward(self, x: Tensor, seed: Tensor) -> Tensor:
-        hidden, _, out = self.net
-        return out(activate(hidden(x), self._activation()))
+    def forward(self, x: Tensor) -> Tensor:
+        return self.output(activate(self.hidden(x), self._activation()))
 
-    def stacked_forward(self, params: dict[str, Tensor], x: Tensor, seed: Tensor) -> Tensor:
-        w1, b1 = params["net.0.weight"], params["net.0.bias"]             # (R, W, 2), (R, W)
-        w2, b2 = params["net.2.weight"][:, 0], params["net.2.bias"]       # (R, W), (R, 1)
+    def stacked_forward(self, params: dict[str, Tensor], x: Tensor) -> Tensor:
+        w1, b1 = params["hidden.weight"], params["hidden.bias"]           # (R, W, 2), (R, W)
+        w2, b2 = params["output.weight"][:, 0], params["output.bias"]     # (R, W), (R, 1)
         h = activate(_dense(x, w1.transpose(1, 2), b1), self._activation())
         return (h * w2[:, None]).sum(-1) + b2
 
@@ -194,13 +209,15 @@ class TwoLayerBoolNet(nn.Module):
         self.bias = nn.Parameter(torch.tensor([float(bias)]))
 
     @property
-    def n_params(self) -> int:
-        return self.w1.numel() + self.w2.numel() + self.bias.numel()
+    def trained_params(self) -> int:
+        return trained_params(self)
 
-    def forward(self, x: Tensor, seed: Tensor | None = None) -> Tensor:
+    final_size = trained_params
+
+    def forward(self, x: Tensor) -> Tensor:
         return F.relu(x @ self.w1) @ self.w2 + self.bias
 
-    def stacked_forward(self, params: dict[str, Tensor], x: Tensor, seed: Tensor) -> Tensor:
+    def stacked_forward(self, params: dict[str, Tensor], x: Tensor) -> Tensor:
         return two_layer_stacked(x, params["w1"], params["w2"][..., 0], params["bias"])
 
 

@@ -1,6 +1,8 @@
 """Results on disk and on screen: the per-model CSV, the settings JSON, intervals, table and figure.
 
-Every file is written atomically: to a temporary file in the same folder, then renamed.
+A run's figure, CSV and JSON are one unit on disk: all three are written to temporary files in
+the same folder, then renamed together, with Ctrl-C and SIGTERM held back during the renames;
+any failure before that leaves the previous unit as it was and no temporary file behind.
 """
 import csv
 import io
@@ -14,7 +16,10 @@ from typing import Callable, Iterable
 
 import numpy as np
 
-COLUMNS = ("model", "sweep", "params", "round", "score")
+import interrupts
+
+COLUMNS = ("model", "sweep", "params", "round", "score", "diverged")
+LARGEST = 10 ** 9                # no sweep value, parameter count or round of this project comes near
 MODELS = ("Naive", "RandomConv", "HyperNetwork", "hardcoded")
 Z95 = 1.959963984540054
 BOOTSTRAP_RESAMPLES = 2000
@@ -31,6 +36,7 @@ class Row:
     params: int
     round: int
     score: float
+    diverged: bool = False       # parameters or logits not finite after training
 
 
 @dataclass(frozen=True)
@@ -43,6 +49,7 @@ class Summary:
     mean_ci: tuple[float, float]
     solved: float
     solved_ci: tuple[float, float]
+    diverged: int = 0
 
 
 # ----------------------------------------------------------------------------- intervals
@@ -90,67 +97,125 @@ def summarize(rows: Iterable[Row], solved_at: float) -> list[Summary]:
         scores = np.array([r.score for r in members])
         solved = int((np.nan_to_num(scores, nan=-1.0) >= solved_at).sum())
         out.append(Summary(model, sweep, members[0].params, len(members), float(np.nan_to_num(scores, nan=0.0).mean()),
-                           bootstrap_mean_ci(scores), solved / len(members), wilson_ci(solved, len(members))))
+                           bootstrap_mean_ci(scores), solved / len(members), wilson_ci(solved, len(members)),
+                           sum(r.diverged for r in members)))
     return out
 
 
 # ----------------------------------------------------------------------------- files
 
-def write_atomic(path: Path, write: Callable[[Path], None]) -> None:
-    """Let `write` fill a temporary file beside `path`, then rename it over `path`."""
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    os.close(fd)
-    umask = os.umask(0)
-    os.umask(umask)
-    try:
-        os.chmod(tmp, 0o666 & ~umask)                # an ordinary file's mode, not mkstemp's 0600
-        write(Path(tmp))
-        os.replace(tmp, path)
-    finally:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-
-
-def write_text(path: Path, text: str) -> None:
-    write_atomic(path, lambda tmp: tmp.write_text(text))
-
-
-def write_csv(path: Path, rows: Iterable[Row]) -> None:
+def csv_text(rows: Iterable[Row]) -> str:
     buf = io.StringIO()
     writer = csv.writer(buf, lineterminator="\n")
     writer.writerow(COLUMNS)
     for r in rows:
-        writer.writerow((r.model, r.sweep, r.params, r.round, repr(float(r.score))))
-    write_text(path, buf.getvalue())
+        writer.writerow((r.model, r.sweep, r.params, r.round, repr(float(r.score)), int(r.diverged)))
+    return buf.getvalue()
 
 
-def write_json(path: Path, settings: dict) -> None:
-    write_text(path, json.dumps(settings, indent=2, sort_keys=True) + "\n")
+def json_text(settings: dict) -> str:
+    """Strict JSON: a NaN or an infinity is an error, not a bare `NaN`."""
+    return json.dumps(settings, indent=2, sort_keys=True, allow_nan=False) + "\n"
+
+
+def write_unit(files: dict[Path, Callable[[Path], None]]) -> None:
+    """Write each file with its writer to a temporary file beside it, then rename them all together.
+
+    An error or a signal before the renames leaves every old file untouched and no temporary file;
+    during the renames, SIGINT and SIGTERM wait, and a failing rename puts the old files back.
+    """
+    staged: dict[Path, str] = {}
+    kept: dict[Path, str] = {}
+    umask = os.umask(0)
+    os.umask(umask)
+    try:
+        for path, write in files.items():
+            with interrupts.held():
+                fd, staged[path] = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+                interrupts.TEMPORARY.add(staged[path])
+            os.close(fd)
+            os.chmod(staged[path], 0o666 & ~umask)           # an ordinary file's mode, not mkstemp's 0600
+            write(Path(staged[path]))
+        with interrupts.held():
+            for path in files:
+                if path.exists():
+                    kept[path] = f"{staged[path]}.old"
+                    interrupts.TEMPORARY.add(kept[path])
+                    os.link(path, kept[path])
+            done = []
+            try:
+                for path in files:
+                    os.replace(staged[path], path)
+                    done.append(path)
+            except OSError:
+                for path in done:
+                    if path in kept:
+                        os.replace(kept[path], path)
+                    else:
+                        os.unlink(path)
+                raise
+    finally:
+        with interrupts.held():
+            for tmp in [*staged.values(), *kept.values()]:
+                if os.path.exists(tmp):
+                    os.unlink(tmp)
+                interrupts.TEMPORARY.discard(tmp)
+
+
+def write_text(text: str) -> Callable[[Path], None]:
+    """A writer of `text` for `write_unit`."""
+    return lambda tmp: tmp.write_text(text)
 
 
 def read_csv(path: Path, models: tuple[str, ...] = MODELS) -> list[Row]:
-    """Read a results CSV as plain data; any defect raises DataError with a one-line reason."""
+    """Read a results CSV as this project writes it; any defect raises DataError with a one-line reason."""
     if not path.is_file():
         raise DataError(f"no results file {path}: run without --plot-only first")
-    with open(path, newline="") as f:
-        reader = csv.reader(f)
-        header = next(reader, None)
-        if header is None or tuple(header) != COLUMNS:
-            raise DataError(f"{path}: expected the columns {','.join(COLUMNS)}, found {','.join(header or [])!r}")
-        rows = []
-        for line, fields in enumerate(reader, start=2):
-            if len(fields) != len(COLUMNS):
-                raise DataError(f"{path}, line {line}: expected {len(COLUMNS)} fields, found {len(fields)}")
-            model, sweep, params, rnd, score = fields
-            if model not in models:
-                raise DataError(f"{path}, line {line}: unknown model {model!r}")
-            try:
-                rows.append(Row(model, int(sweep), int(params), int(rnd), float(score)))
-            except ValueError:
-                raise DataError(f"{path}, line {line}: sweep, params and round must be integers and score a number") from None
+    try:
+        text = path.read_bytes().decode("utf-8")
+    except (OSError, UnicodeDecodeError) as e:
+        raise DataError(f"{path}: not a readable text file ({e.__class__.__name__})") from None
+    if text and not text.endswith("\n"):
+        raise DataError(f"{path}: the last line is cut short (the file does not end with a newline)")
+    try:
+        records = list(csv.reader(io.StringIO(text, newline="")))
+    except csv.Error as e:
+        raise DataError(f"{path}: not a CSV of this project ({e})") from None
+    header = records[0] if records else None
+    if header is None or tuple(header) != COLUMNS:
+        raise DataError(f"{path}: expected the columns {','.join(COLUMNS)}, found {','.join(header or [])[:80]!r}")
+    rows, seen, sizes = [], set(), {}
+    for line, fields in enumerate(records[1:], start=2):
+        rows.append(_row(fields, models, f"{path}, line {line}"))
+        key = (rows[-1].model, rows[-1].sweep)
+        if (*key, rows[-1].round) in seen:
+            raise DataError(f"{path}, line {line}: a second row for {key[0]} {key[1]} round {rows[-1].round}")
+        seen.add((*key, rows[-1].round))
+        if sizes.setdefault(key, rows[-1].params) != rows[-1].params:
+            raise DataError(f"{path}, line {line}: {key[0]} {key[1]} has two parameter counts")
     if not rows:
         raise DataError(f"{path}: no result rows")
     return rows
+
+
+def _row(fields: list[str], models: tuple[str, ...], where: str) -> Row:
+    if len(fields) != len(COLUMNS):
+        raise DataError(f"{where}: expected {len(COLUMNS)} fields, found {len(fields)}")
+    model, sweep, params, rnd, score, diverged = fields
+    if model not in models:
+        raise DataError(f"{where}: unknown model {model[:40]!r}")
+    try:
+        values = int(sweep), int(params), int(rnd), float(score), int(diverged)
+    except ValueError:
+        raise DataError(f"{where}: sweep, params, round and diverged must be integers and score a number") from None
+    sweep, params, rnd, score, diverged = values
+    if not (1 <= sweep <= LARGEST and 1 <= params <= LARGEST and 0 <= rnd <= LARGEST):
+        raise DataError(f"{where}: sweep and params must be in [1, {LARGEST}] and round in [0, {LARGEST}]")
+    if not (math.isfinite(score) and 0.0 <= score <= 1.0):
+        raise DataError(f"{where}: score must be a number in [0, 1], got {score}")
+    if diverged not in (0, 1):
+        raise DataError(f"{where}: diverged must be 0 or 1, got {diverged}")
+    return Row(model, sweep, params, rnd, score, bool(diverged))
 
 
 # ----------------------------------------------------------------------------- table and figure
@@ -187,6 +252,8 @@ def table(summaries: list[Summary]) -> str:
         else:
             cis = (f"{'-':>19}", f"{'-':>17}")
         lines.append(f"{s.model:<{width}}{s.sweep:>6}{s.params:>7}{s.mean:>9.4f}{cis[0]}{s.solved:>9.3f}{cis[1]}{s.rounds:>8}")
+    lines += [f"{s.model} {s.sweep}: {s.diverged} of {s.rounds} rounds diverged (non-finite parameters or logits; "
+              "scored as wrong answers)" for s in summaries if s.diverged]
     return "\n".join(lines)
 
 
@@ -195,8 +262,9 @@ STYLE = {"Naive": dict(color="C0", marker="o"), "RandomConv": dict(color="C1", m
          "hardcoded": dict(color="red", marker="x", linestyle="none", markersize=10, mew=2)}
 
 
-def plot(summaries: list[Summary], fig_spec: Figure, path: Path) -> None:
-    """A row of two panels per view: the mean score with its 95 % interval, the solved share with its own."""
+def plot(summaries: list[Summary], fig_spec: Figure) -> Callable[[Path], None]:
+    """A row of two panels per view: the mean score with its 95 % interval, the solved share with its own;
+    returns the writer of its PNG, for `write_unit`."""
     from matplotlib.figure import Figure as MplFigure        # no pyplot: no GUI backend, faster import
 
     scale = 100.0 if fig_spec.percent else 1.0
@@ -235,4 +303,4 @@ def plot(summaries: list[Summary], fig_spec: Figure, path: Path) -> None:
     fig.text(0.5, 0.005, "bands and bars: 95 % intervals (mean: bootstrap over rounds; solved share: Wilson)",
              ha="center", fontsize=8, color="0.4")
     fig.tight_layout(rect=(0, 0.03 / rows, 1, 1))
-    write_atomic(path, lambda tmp: fig.savefig(tmp, format="png", dpi=110))
+    return lambda tmp: fig.savefig(tmp, format="png", dpi=110)

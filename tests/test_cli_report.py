@@ -20,7 +20,7 @@ SCRIPTS = {"cnn": eval_cnn, "bool": eval_bool}
 
 def run(script, *argv):
     module = SCRIPTS[script]
-    return cli.main(module.arguments(), module.FIGURE, module.run, [str(a) for a in argv])
+    return cli.main(module.arguments(), module.jobs, [str(a) for a in argv])
 
 
 @pytest.fixture(scope="module")
@@ -49,12 +49,13 @@ def test_quick_run_writes_valid_png_csv_json(quick_runs, script):
     assert tuple(rows[0]) == report.COLUMNS
     models = {r[0] for r in rows[1:]}
     assert {"Naive", "HyperNetwork", "hardcoded"} <= models
-    assert all(0.0 <= float(r[4]) <= 1.0 for r in rows[1:])
+    assert all(0.0 <= float(r[4]) <= 1.0 for r in rows[1:]) and {r[5] for r in rows[1:]} == {"0"}
     hard = [r for r in rows[1:] if r[0] == "hardcoded"]
     assert len(hard) == 1 and hard[0][3] == "0"
     settings = json.loads((folder / f"{name}.json").read_text())
     assert settings["seed"] == 0 and settings["device_used"] == "cpu" and settings["torch"] == torch.__version__
     assert "train_eval_seconds" in settings and settings["quick"] is True
+    assert settings["settings"]["rounds"] == 10 and settings["settings"]["lr"] == 0.1
     assert not [p for p in folder.iterdir() if p.name.startswith(".")], "temporary files left behind"
     assert "wrote" in stdout and "HyperNetwork" in stdout
 
@@ -90,11 +91,20 @@ def test_same_seed_same_csv_other_seed_other_csv(tmp_path):
     assert texts[0] == texts[1] and texts[0] != texts[2]
 
 
-def test_divergent_run_still_writes_its_figure(tmp_path):
-    assert run("cnn", "--quick", "--lr", "1000", "--rounds", "3", "--steps", "30", "--out", tmp_path) == 0
+def test_divergent_run_still_writes_its_figure_and_says_so(tmp_path, capsys):
+    assert run("cnn", "--quick", "--lr", "1e30", "--rounds", "3", "--steps", "30", "--out", tmp_path) == 0
     rows = report.read_csv(tmp_path / "cnn_experiment.csv")
     assert all(0.0 <= r.score <= 1.0 for r in rows)
     assert (tmp_path / "cnn_experiment.png").stat().st_size > 0
+    diverged = [r for r in rows if r.diverged]
+    assert diverged and all(r.score <= 0.5 for r in diverged)
+    lines = [line for line in capsys.readouterr().out.splitlines() if "diverged" in line]
+    assert "Naive 1: 3 of 3 rounds diverged" in "\n".join(lines)
+
+
+def test_a_sound_run_reports_no_divergence(quick_runs):
+    for script in SCRIPTS:
+        assert "diverged" not in quick_runs[script][1]
 
 
 BAD = [
@@ -110,6 +120,13 @@ BAD = [
     (["--device", "tpu"], "--device must be auto, cpu or cuda"),
     (["--rounds", "x"], "invalid int value"),
     (["--optimizer", "lbfgs"], "invalid choice"),
+    (["--lr", "1e31"], "--lr must be a positive finite number (at most 1e+30)"),
+    (["--momentum", "nan"], "--momentum must be in [0, 1)"),
+    (["--solved-at", "inf"], "--solved-at must be in [0, 1]"),
+    (["--solved-at", "nan"], "--solved-at must be in [0, 1]"),
+    (["--seed", "99999999999999999999999"], "--seed must be an integer in [0, 2**63 - 1]"),
+    (["--seed", "-1"], "--seed must be an integer in [0, 2**63 - 1]"),
+    (["--rounds", "100000000000"], "GiB"),
 ]
 
 
@@ -119,6 +136,7 @@ def test_bad_input_exits_2_with_one_line(script, argv, message, tmp_path, capsys
     assert run(script, *argv, "--out", tmp_path) == 2
     err = capsys.readouterr().err
     assert message in err and err.count("\n") == 1 and "Traceback" not in err
+    assert not [p for p in tmp_path.iterdir() if not p.name.startswith(".probe")]
 
 
 @pytest.mark.parametrize("script, argv, message", [
@@ -126,7 +144,12 @@ def test_bad_input_exits_2_with_one_line(script, argv, message, tmp_path, capsys
     ("cnn", ["--min-filters", "5", "--max-filters", "3"], "--min-filters (5) is above --max-filters (3)"),
     ("bool", ["--max-width", "0"], "must be at least 1"),
     ("bool", ["--min-width", "9", "--max-width", "2"], "--min-width (9) is above --max-width (2)"),
-    ("cnn", ["--temperature", "0"], "--temperature must be positive"),
+    ("cnn", ["--temperature", "0"], "--temperature must be in [1e-4, 1e4]"),
+    ("cnn", ["--temperature", "nan"], "--temperature must be in [1e-4, 1e4]"),
+    ("cnn", ["--temperature", "inf"], "--temperature must be in [1e-4, 1e4]"),
+    ("cnn", ["--max-filters", "100000000"], "GiB"),
+    ("bool", ["--max-width", "100000000"], "GiB"),
+    ("bool", ["--steps", "100000000"], "GiB"),
 ])
 def test_bad_sweep_bounds_exit_2(script, argv, message, tmp_path, capsys):
     assert run(script, *argv, "--out", tmp_path) == 2
@@ -163,6 +186,9 @@ def test_scripts_run_as_commands(tmp_path):
     bad = subprocess.run([sys.executable, "eval_cnn.py", "--rounds", "0", "--out", str(tmp_path)], cwd=ROOT,
                          capture_output=True, text=True)
     assert bad.returncode == 2 and bad.stderr.strip() == "eval_cnn.py: error: --rounds must be a positive integer, got 0"
+    strict = subprocess.run([sys.executable, "eval_cnn.py", "--temperature", "nan", "--out", str(tmp_path)], cwd=ROOT,
+                            capture_output=True, text=True)
+    assert strict.returncode == 2 and strict.stderr.count("\n") == 1 and "Traceback" not in strict.stderr
 
 
 # ----------------------------------------------------------------------------- CSV reading
@@ -172,19 +198,42 @@ def write(path, text):
     return path
 
 
+HEAD = "model,sweep,params,round,score,diverged\n"
+
+
 @pytest.mark.parametrize("text, message", [
     ("model,sweep,params,round\nNaive,1,6,0\n", "expected the columns"),
-    ("model,sweep,params,round,score\nNaive,1,6,0,high\n", "score a number"),
-    ("model,sweep,params,round,score\nNaive,1,6,0\n", "expected 5 fields"),
-    ("model,sweep,params,round,score\nWide,1,6,0,0.5\n", "unknown model"),
-    ("model,sweep,params,round,score\n", "no result rows"),
+    (HEAD + "Naive,1,6,0,high,0\n", "score a number"),
+    (HEAD + "Naive,1,6,0,0.5\n", "expected 6 fields"),
+    (HEAD + "Wide,1,6,0,0.5,0\n", "unknown model"),
+    (HEAD, "no result rows"),
     ("", "expected the columns"),
-])
+    (HEAD + "Naive,1,6,0,inf,0\n", "score must be a number in [0, 1]"),
+    (HEAD + "Naive,1,6,0,nan,0\n", "score must be a number in [0, 1]"),
+    (HEAD + "Naive,1,6,0,-3,0\n", "score must be a number in [0, 1]"),
+    (HEAD + "Naive,1,6,0,7,0\n", "score must be a number in [0, 1]"),
+    (HEAD + "Naive,1" + "0" * 400 + ",6,0,0.5,0\n", "sweep and params must be in"),
+    (HEAD + "Naive,1" + "0" * 5000 + ",6,0,0.5,0\n", "must be integers"),
+    (HEAD + "Naive,1,6,-1,0.5,0\n", "round in [0,"),
+    (HEAD + "Naive,1,6,0,0.5,2\n", "diverged must be 0 or 1"),
+    (HEAD + "Naive,1,6,0,0.5,0\nNaive,1,6,1,0.25,0\nNaive,1,6,0,0.5,0\n", "a second row for Naive 1 round 0"),
+    (HEAD + "Naive,1,6,0,0.5,0\nNaive,1,7,1,0.25,0\n", "two parameter counts"),
+    (HEAD + "Naive,1,6,0,0.5,0\nNaive,1,6,1,0.2", "the last line is cut short"),
+    (HEAD + "Naive," + "x" * 200_000 + ",6,0,0.5,0\n", "not a CSV of this project"),
+], ids=lambda v: v[:60].replace("\n", "|") if isinstance(v, str) else None)
 def test_malformed_csv_exits_2(tmp_path, capsys, text, message):
     write(tmp_path / "cnn_experiment.csv", text)
     assert run("cnn", "--plot-only", "--out", tmp_path) == 2
     err = capsys.readouterr().err
-    assert message in err and err.count("\n") == 1
+    assert message in err and err.count("\n") == 1 and len(err) < 400
+    assert not (tmp_path / "cnn_experiment.png").exists()
+
+
+def test_binary_csv_exits_2(tmp_path, capsys):
+    (tmp_path / "cnn_experiment.csv").write_bytes(bytes(range(256)) * 4)
+    assert run("cnn", "--plot-only", "--out", tmp_path) == 2
+    err = capsys.readouterr().err
+    assert "not a readable text file" in err and err.count("\n") == 1
 
 
 def test_missing_csv_exits_2(tmp_path, capsys):
@@ -193,13 +242,16 @@ def test_missing_csv_exits_2(tmp_path, capsys):
 
 
 def test_plot_only_from_a_hand_written_csv(tmp_path, capsys):
-    write(tmp_path / "bool_experiment.csv", "model,sweep,params,round,score\n"
-          "Naive,1,5,0,0.5\nNaive,1,5,1,1.0\nNaive,2,9,0,0.95\nNaive,2,9,1,0.95\nhardcoded,2,7,0,0.9486\n")
+    write(tmp_path / "bool_experiment.csv", HEAD +
+          "Naive,1,5,0,0.5,0\nNaive,1,5,1,1.0,0\nNaive,2,9,0,0.95,0\nNaive,2,9,1,0.95,0\nhardcoded,2,7,0,0.9486,0\n")
     assert run("bool", "--plot-only", "--out", tmp_path) == 0
     lines = capsys.readouterr().out.splitlines()
     assert lines[1].split()[:4] == ["Naive", "1", "5", "0.7500"] and "0.500" in lines[1]
     assert lines[2].split()[:4] == ["Naive", "2", "9", "0.9500"] and "[0.9500, 0.9500]" in lines[2]
-    assert (tmp_path / "bool_experiment.png").exists() and not (tmp_path / "bool_experiment.json").exists()
+    assert (tmp_path / "bool_experiment.png").exists()
+    settings = json.loads((tmp_path / "bool_experiment.json").read_text())
+    assert settings == {"replotted": {"from": str(tmp_path / "bool_experiment.csv"), "solved_at": 0.948,
+                                      "command": settings["replotted"]["command"]}}
 
 
 # ----------------------------------------------------------------------------- intervals
@@ -231,20 +283,28 @@ def test_summary_solved_share_uses_threshold():
 
 # ----------------------------------------------------------------------------- the ablation study
 
+def ablations(*argv):
+    import eval_ablations
+    return cli.main(eval_ablations.arguments(), eval_ablations.jobs, [str(a) for a in argv])
+
+
 def test_ablation_quick_run_and_bad_flag(tmp_path, capsys):
     import eval_ablations
     args = ["--quick", "--rounds", "3", "--max-filters", "1", "--max-width", "2", "--out", str(tmp_path)]
-    assert eval_ablations.main(args + ["--steps", "20"]) == 0
-    for experiment in ("cnn", "bool"):
+    assert ablations(*args, "--steps", "20") == 0
+    for experiment, script in (("cnn", eval_cnn), ("bool", eval_bool)):
         with open(tmp_path / f"ablation_{experiment}.csv") as f:
             names = {row[0] for row in list(csv.reader(f))[1:]}
-        expected = set(eval_ablations.variants(experiment, type("A", (), {"steps": 20})))
+        expected = set(eval_ablations.variants(experiment, script.PROTOCOL))
         assert names == expected and "SGD, 4x steps" in names
         assert (tmp_path / f"ablation_{experiment}.png").stat().st_size > 10_000
-    assert eval_ablations.main(["--plot-only", "--out", str(tmp_path)]) == 0
+        recorded = json.loads((tmp_path / f"ablation_{experiment}.json").read_text())["settings"]
+        assert recorded["SGD, 4x steps"]["steps"] == 80 and recorded["SGD (protocol)"]["steps"] == 20
+        assert recorded["Adam"]["optimizer"] == "adam" and recorded["Adam"]["rounds"] == 3
+    assert ablations("--plot-only", "--out", str(tmp_path)) == 0
     capsys.readouterr()
-    assert eval_ablations.main(["--lr", "-1", "--out", str(tmp_path)]) == 2
-    assert "--lr must be a positive finite number" in capsys.readouterr().err
+    assert ablations("--rounds", "-1", "--out", str(tmp_path)) == 2
+    assert "--rounds must be a positive integer" in capsys.readouterr().err
 
 
 def test_difference_interval_paired_and_unpaired():

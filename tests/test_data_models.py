@@ -67,20 +67,29 @@ def test_hardcoded_and_network_macro_f1_is_near_0948():
 @pytest.mark.parametrize("module, count", [
     (NaiveCNN(1), 6), (NaiveCNN(7), 36), (NaiveCNN(3, frozen_conv=True), 4), (HyperCNN(), 5),
     (hardcoded_cnn(), 5), (NaiveBoolNet(1), 5), (NaiveBoolNet(22), 89), (HyperBoolNet(), 7), (hardcoded_bool_net(), 7)])
-def test_parameter_counts(module, count):
-    assert module.n_params == count
+def test_final_sizes(module, count):
+    assert module.final_size == count
+
+
+@pytest.mark.parametrize("module, count", [
+    (NaiveCNN(1), 6), (NaiveCNN(3, frozen_conv=True), 4), (HyperCNN(), 33), (NaiveBoolNet(22), 89), (HyperBoolNet(), 43)])
+def test_trained_params(module, count):
+    assert module.trained_params == count
 
 
 def test_random_conv_filters_never_change():
     g = gen()
     stack = engine.init_stack([NaiveCNN(3, frozen_conv=True), NaiveCNN(3)], 4, g)
-    conv0 = stack.params["_conv.weight"].clone()
-    dec0 = stack.params["_decision.weight"].clone()
-    batch = lambda s: (*data.pattern_pairs((8,), g), data.seeds((8,), g))
+    conv0 = stack.params["conv.weight"].clone()
+    dec0 = stack.params["decision.weight"].clone()
+
+    def batch(step):
+        x, y = data.pattern_pairs((8,), g)
+        return (x,), y
     engine.train(stack, batch, 20, engine.make_optimizer("sgd", 0.1, 0.5))
-    assert torch.equal(stack.params["_conv.weight"][:4], conv0[:4])           # RandomConv: frozen
-    assert not torch.equal(stack.params["_conv.weight"][4:], conv0[4:])       # Naive: learns
-    assert not torch.equal(stack.params["_decision.weight"][:4], dec0[:4])    # decision layer learns
+    assert torch.equal(stack.params["conv.weight"][:4], conv0[:4])            # RandomConv: frozen
+    assert not torch.equal(stack.params["conv.weight"][4:], conv0[4:])        # Naive: learns
+    assert not torch.equal(stack.params["decision.weight"][:4], dec0[:4])     # decision layer learns
 
 
 def test_stacked_init_follows_pytorch_default_init():
@@ -88,46 +97,30 @@ def test_stacked_init_follows_pytorch_default_init():
     stack = engine.init_stack([NaiveCNN(5)], 4000, gen())
     torch.manual_seed(0)
     ref = [NaiveCNN(5) for _ in range(400)]
-    for name in ("_conv.weight", "_decision.weight", "_decision.bias"):
+    for name in ("conv.weight", "decision.weight", "decision.bias"):
         ours = stack.params[name].flatten()
         theirs = torch.cat([dict(m.named_parameters())[name].detach().flatten() for m in ref])
         bound = theirs.abs().max().item()
         assert ours.abs().max() <= bound * 1.02 and ours.abs().max() >= bound * 0.95
         assert abs(ours.std() - theirs.std()) < 0.05 * theirs.std() and abs(ours.mean()) < 0.02
     h = engine.init_stack([HyperCNN()], 3, gen())
-    assert torch.equal(h.params["_bias"], torch.zeros(3, 1))
-    assert h.params["_generator.0.weight"].abs().max() <= 1 / math.sqrt(2)
+    assert torch.equal(h.params["bias"], torch.zeros(3, 1))
+    assert h.params["generator.0.weight"].abs().max() <= 1 / math.sqrt(2)
 
 
-@pytest.mark.parametrize("make", [lambda: NaiveCNN(3), lambda: HyperCNN(), lambda: hardcoded_cnn()])
-def test_stacked_forward_equals_forward_cnn(make):
+def test_hypernetworks_default_to_z_zero():
     g = gen(5)
-    x, _ = data.pattern_validation_set(50, g)
-    z = data.seeds((1,), g)
-    net = make().eval()
-    params = {k: v.detach()[None] for k, v in net.named_parameters()}
-    with torch.no_grad():
-        shared = net.stacked_forward(params, x, z)[0]
-        per_round = net.stacked_forward(params, x[None], z)[0]
-        torch.testing.assert_close(shared, net(x, z[0])[:, 0])
-        torch.testing.assert_close(per_round, net(x, z[0])[:, 0])
+    x, _ = data.pattern_validation_set(20, g)
+    xb, _ = data.and_points((30,), g)
+    for net, inputs in ((HyperCNN(), x), (HyperBoolNet(), xb)):
+        torch.testing.assert_close(net(inputs), net(inputs, torch.zeros(2)))
+        params = {k: v.detach()[None] for k, v in net.named_parameters()}
+        torch.testing.assert_close(net.stacked_forward(params, inputs), net.stacked_forward(params, inputs, torch.zeros(1, 2)))
 
 
-@pytest.mark.parametrize("make", [lambda: NaiveBoolNet(4), lambda: HyperBoolNet(), lambda: hardcoded_bool_net()])
-def test_stacked_forward_equals_forward_bool(make):
-    g = gen(6)
-    x, _ = data.and_points((64,), g)
-    z = data.seeds((1,), g)
-    net = make().eval()
-    params = {k: v.detach()[None] for k, v in net.named_parameters()}
-    with torch.no_grad():
-        torch.testing.assert_close(net.stacked_forward(params, x, z)[0], net(x, z[0])[:, 0])
-        torch.testing.assert_close(net.stacked_forward(params, x[None], z)[0], net(x, z[0])[:, 0])
-
-
-def test_generated_networks_equal_the_hypernetwork_at_that_seed():
+def test_generated_networks_equal_the_hypernetwork_at_that_latent():
     g = gen(7)
-    z = data.seeds((), g)
+    z = data.latents((), g)
     x, _ = data.pattern_validation_set(20, g)
     h = HyperCNN()
     torch.testing.assert_close(h.generate(z)(x), h(x, z))
@@ -148,30 +141,29 @@ def test_surrogates_train_but_evaluation_uses_the_hard_operators():
     x, _ = data.pattern_validation_set(30, g)
     lse, hard = NaiveCNN(2, pool="lse", temperature=0.5), NaiveCNN(2)
     hard.load_state_dict(lse.state_dict())
-    assert not torch.allclose(lse.train()(x, None), hard(x, None))
-    torch.testing.assert_close(lse.eval()(x, None), hard.eval()(x, None))
+    assert not torch.allclose(lse.train()(x), hard(x))
+    torch.testing.assert_close(lse.eval()(x), hard.eval()(x))
     params = {k: v.detach()[None] for k, v in lse.named_parameters()}
     with torch.no_grad():
-        torch.testing.assert_close(lse.stacked_forward(params, x, None)[0], hard(x, None)[:, 0])
+        torch.testing.assert_close(lse.stacked_forward(params, x)[0], hard(x)[:, 0])
     xb, _ = data.and_points((100,), g)
     for act in ("softplus", "leaky"):
         soft, relu = NaiveBoolNet(3, activation=act), NaiveBoolNet(3)
         relu.load_state_dict(soft.state_dict())
-        assert not torch.allclose(soft.train()(xb, None), relu(xb, None))
-        torch.testing.assert_close(soft.eval()(xb, None), relu(xb, None))
+        assert not torch.allclose(soft.train()(xb), relu(xb))
+        torch.testing.assert_close(soft.eval()(xb), relu(xb))
 
 
 def test_engine_evaluation_matches_module_forward_and_chunks_do_not_matter():
     g = gen(9)
     stack = engine.init_stack([NaiveCNN(1), NaiveCNN(4)], 5, g)
     x, y = data.pattern_validation_set(100, g)
-    zero = torch.zeros(1, 2)
-    whole = engine.evaluate(stack, lambda a, b: (x, y, zero.expand(b - a, 2)), engine.accuracy, chunk=64)
-    small = engine.evaluate(stack, lambda a, b: (x, y, zero.expand(b - a, 2)), engine.accuracy, chunk=2)
+    whole, _ = engine.evaluate(stack, lambda a, b: ((x,), y), engine.accuracy, shared=True, chunk=64)
+    small, _ = engine.evaluate(stack, lambda a, b: ((x,), y), engine.accuracy, shared=True, chunk=2)
     assert torch.equal(whole, small)
     for r in range(stack.rounds):
         m = stack.module(r).eval()
-        assert whole[r].item() == pytest.approx(engine.accuracy(m(x, zero[0])[:, 0][None], y).item())
+        assert whole[r].item() == pytest.approx(engine.accuracy(m(x)[:, 0][None], y).item())
 
 
 def test_macro_f1_against_a_hand_worked_example():

@@ -1,5 +1,7 @@
-"""The exploration study: selection on its own set, budgets, best-of-1 = the plain model, files and flags."""
+"""The exploration study: selection on its own set, budgets, best-of-1 = the plain model, selection
+noise and the oracle bound, files and flags."""
 import csv
+import dataclasses
 import json
 
 import numpy as np
@@ -7,20 +9,23 @@ import pytest
 import torch
 from tqdm import tqdm
 
+import cli
 import data
 import engine
 import eval_bool
 import eval_cnn
 import eval_exploration as X
 import report
-from hypernet import SEED_DIM, HyperBoolNet, HyperCNN
+from hypernet import Z_DIM, HyperBoolNet, HyperCNN
 from models import NaiveBoolNet, NaiveCNN
 
 
-def study_args(experiment, *argv):
-    args = X.arguments(experiment).parse_args([str(a) for a in argv])
-    X.check(args)
-    return args
+def settings(experiment, **changes):
+    return dataclasses.replace(X.PROTOCOLS[experiment], **changes).check()
+
+
+def main(*argv):
+    return cli.main(X.arguments(), X.jobs, [str(a) for a in argv])
 
 
 def test_best_of_follows_the_selection_scores_and_breaks_ties_early():
@@ -39,21 +44,25 @@ def test_powers_of_two():
 def test_selection_never_uses_the_validation_set():
     """Select on the validation sequences with every label flipped: a selection that used the true
     labels would keep each round's best network; one on the selection set keeps its worst."""
-    args = study_args("cnn", "--rounds", 12, "--steps", 30, "--restarts", 4, "--samples", 8)
+    s = settings("cnn", rounds=12, steps=30, restarts=4, samples=8)
     x, y = data.pattern_validation_set(100, torch.Generator().manual_seed(5))
-    flipped, true = eval_cnn.shared_set(x, 1 - y), eval_cnn.shared_set(x, y)
+    sets = {"selection": eval_cnn.shared_set(x, 1 - y), "validation": eval_cnn.shared_set(x, y)}
     gen = torch.Generator().manual_seed(6)
     with tqdm(disable=True) as bar:
-        pools = X.candidates(args, gen, eval_cnn, bar, flipped, true, engine.accuracy)
-        sel, val, _ = X.hypotheses(args, gen, eval_cnn, bar, flipped, true, engine.accuracy)
-    rows = X.explore(args, torch.Generator().manual_seed(6), eval_cnn, flipped, true, engine.accuracy)
+        stack, counts = X.train_candidates("cnn", s, gen, bar)
+        pools = {n: X.by_family(X.scored(stack, s.rounds, d, engine.accuracy, True), counts) for n, d in sets.items()}
+        generated, _ = X.hypotheses("cnn", s, gen, bar, sets, engine.accuracy, True)
+    draw = lambda size: sets["selection"]
+    rows = X.explore("cnn", s, torch.Generator().manual_seed(6), sets, draw, engine.accuracy, True)["exploration_cnn"]
     scores = lambda model, k: torch.tensor([r.score for r in rows if r.model == model and r.sweep == k])
-    for family, (s, v) in pools.items():
-        torch.testing.assert_close(s, 1 - v)
-        assert (v.max(1).values > v.min(1).values).any(), "candidates must differ, or the test proves nothing"
-        for k in range(1, s.shape[1] + 1):
-            torch.testing.assert_close(scores(f"best of k {family}(1)", k), v[:, :k].min(1).values)
-    for k in X.powers_of_two(args.samples):
+    for family in counts:
+        sel, val = pools["selection"][family].scores, pools["validation"][family].scores
+        torch.testing.assert_close(sel, 1 - val)
+        assert (val.max(1).values > val.min(1).values).any(), "candidates must differ, or the test proves nothing"
+        for k in range(1, sel.shape[1] + 1):
+            torch.testing.assert_close(scores(f"best of k {family}(1)", k), val[:, :k].min(1).values)
+    val = generated["validation"].scores
+    for k in X.powers_of_two(s.samples):
         torch.testing.assert_close(scores(X.SEEDS, k), val[:, 1:k + 1].min(1).values)
     torch.testing.assert_close(scores(X.ZERO, 1), val[:, 0])
 
@@ -69,23 +78,23 @@ def test_best_of_one_has_the_plain_models_score_distribution(experiment):
     """Best of 1 is just an independently trained small network: its scores must follow the law of
     the faithful sweep's scores of that network (two-sample Kolmogorov-Smirnov, alpha = 0.001)."""
     rounds = 300
-    args = study_args(experiment, "--rounds", rounds, "--steps", 60, "--restarts", 1, "--samples", 1)
     gen = torch.Generator().manual_seed(7)
     with tqdm(disable=True) as bar:
         if experiment == "cnn":
+            s = settings("cnn", rounds=rounds, steps=60, restarts=1, samples=1, min_filters=1, max_filters=1)
             x, y = data.pattern_validation_set(500, gen)
-            args.min_filters = args.max_filters = 1
-            plain = np.array([r.score for r in eval_cnn.sweep(args, gen, x, y, families=("Naive",))])
+            plain = np.array([r.score for r in eval_cnn.sweep(s, gen, x, y, families=("Naive",))])
             sets = eval_cnn.shared_set(*data.pattern_validation_set(200, gen)), eval_cnn.shared_set(x, y)
-            pools = X.candidates(args, gen, eval_cnn, bar, *sets, engine.accuracy)
+            score, shared = engine.accuracy, True
         else:
-            args.min_width = args.max_width = 2
-            plain = np.array([r.score for r in eval_bool.sweep(args, gen, families=("Naive",))])
+            s = settings("bool", rounds=rounds, steps=60, restarts=1, samples=1, min_width=2, max_width=2)
+            plain = np.array([r.score for r in eval_bool.sweep(s, gen, families=("Naive",))])
             sets = (X.per_round(*data.and_points((rounds, 500), gen)),
                     X.per_round(*data.and_points((rounds, eval_bool.EVAL_POINTS), gen)))
-            pools = X.candidates(args, gen, eval_bool, bar, *sets, engine.macro_f1)
-    s, v = pools["Naive"]
-    best = X.best_of(s, v, 1).numpy()
+            score, shared = engine.macro_f1, False
+        stack, counts = X.train_candidates(experiment, s, gen, bar)
+    sel, val = (X.by_family(X.scored(stack, rounds, d, score, shared), counts)["Naive"].scores for d in sets)
+    best = X.best_of(sel, val, 1).numpy()
     critical = 1.95 * np.sqrt(2 / rounds)                   # alpha = 0.001
     assert ks_statistic(best, plain) < critical
     assert ks_statistic(np.maximum(best, np.roll(plain, 1)), plain) > critical, "the test must tell a best of 2 apart"
@@ -95,11 +104,11 @@ def test_stacked_generate_matches_generate():
     gen = torch.Generator().manual_seed(8)
     for hyper, size in ((HyperCNN(), 5), (HyperBoolNet(), 7)):
         stack = engine.init_stack([hyper], 4, gen)
-        seeds = data.seeds((4,), gen, SEED_DIM)
-        generated = hyper.stacked_generate(stack.params, seeds)
+        z = data.latents((4,), gen, Z_DIM)
+        generated = hyper.stacked_generate(stack.params, z)
         for r in range(4):
-            alone = stack.module(r).generate(seeds[r])
-            assert alone.n_params == size
+            alone = stack.module(r).generate(z[r])
+            assert alone.final_size == size
             for name, p in alone.named_parameters():
                 torch.testing.assert_close(generated[name][r], p, msg=name)
 
@@ -109,10 +118,10 @@ def test_generated_networks_at_z0_score_as_the_hypernetwork_at_z0():
     hyper = HyperCNN()
     stack = engine.init_stack([hyper], 6, gen)
     x, y = data.pattern_validation_set(300, gen)
-    own = engine.evaluate(stack, eval_cnn.shared_set(x, y), engine.accuracy)
-    at_zero = hyper.stacked_generate(stack.params, torch.zeros(6, SEED_DIM))
-    generated = engine.stack_of(hyper.generate(torch.zeros(SEED_DIM)), at_zero)
-    torch.testing.assert_close(engine.evaluate(generated, eval_cnn.shared_set(x, y), engine.accuracy), own)
+    own = engine.evaluate(stack, eval_cnn.shared_set(x, y), engine.accuracy, shared=True)
+    at_zero = hyper.stacked_generate(stack.params, torch.zeros(6, Z_DIM))
+    generated = engine.stack_of(hyper.generate(torch.zeros(Z_DIM)), at_zero)
+    torch.testing.assert_close(engine.evaluate(generated, eval_cnn.shared_set(x, y), engine.accuracy, shared=True), own)
 
 
 @pytest.fixture(scope="module")
@@ -122,7 +131,7 @@ def quick_run(tmp_path_factory):
     out = tmp_path_factory.mktemp("exploration")
     printed = io.StringIO()
     with redirect_stdout(printed):
-        assert X.main(["--quick", "--out", str(out), "--device", "cpu"]) == 0
+        assert main("--quick", "--out", out, "--device", "cpu") == 0
     (out / "stdout.txt").write_text(printed.getvalue())
     return out
 
@@ -139,22 +148,24 @@ def test_quick_run_writes_valid_files(quick_run):
         png = (quick_run / f"{fig.name}.png").read_bytes()
         assert png[:8] == b"\x89PNG\r\n\x1a\n" and len(png) > 10_000
         header, rows = read_rows(quick_run / f"{fig.name}.csv")
-        assert tuple(header) == ("model", "sweep", "params", "round", "score")
+        assert tuple(header) == report.COLUMNS
         assert {r[0] for r in rows} == set(fig.models)
         assert all(0.0 <= float(r[4]) <= 1.0 for r in rows)
-        settings = json.loads((quick_run / f"{fig.name}.json").read_text())
-        assert settings["experiment"] == experiment and settings["rounds"] == 10 and settings["quick"] is True
-        assert settings["restarts"] == 3 and settings["samples"] == 4 and settings["seed"] == 0
+        recorded = json.loads((quick_run / f"{fig.name}.json").read_text())
+        assert recorded["settings"]["rounds"] == 10 and recorded["quick"] is True and recorded["seed"] == 0
+        assert recorded["settings"]["restarts"] == 3 and recorded["settings"]["samples"] == 4
     assert not [p for p in quick_run.iterdir() if p.name.startswith(".")], "temporary files left behind"
-    assert X.main(["--plot-only", "--out", str(quick_run)]) == 0
+    assert main("--plot-only", "--out", quick_run) == 0
 
 
 def test_printed_comparisons(quick_run):
     printed = (quick_run / "stdout.txt").read_text()
     assert "wide Naive(3) [16] - best of 3 Naive(1) [18]: mean" in printed
     assert "wide Naive(3) [16] - best of 9 RandomConv(1) [18]: mean" in printed
-    assert "HyperNetwork, best of 4 seeds [33] - HyperNetwork, z = 0 [33] (paired): mean" in printed
-    assert "best of 3 Naive(2) [27] - HyperNetwork, best of 4 seeds [43]: mean" in printed
+    assert "HyperNetwork, best of 4 latents [33] - HyperNetwork, z = 0 [33] (paired): mean" in printed
+    assert "best of 3 Naive(2) [27] - HyperNetwork, best of 4 latents [43]: mean" in printed
+    assert "Naive, selection 1000: wide - restarts: mean" in printed and "Naive: wide - oracle bound: mean" in printed
+    assert "Naive, selection 50000: wide - restarts: mean" in printed and "RandomConv: wide - oracle bound" in printed
 
 
 def test_comparisons_from_a_csv_without_some_models():
@@ -166,9 +177,9 @@ def test_comparisons_from_a_csv_without_some_models():
 def test_budgets_and_parameter_counts(quick_run):
     """Trained parameters: Naive(n) 5n + 1, Naive(w) 4w + 1, k Naive(1) 6k, k RandomConv(1) 2k,
     k Naive(2) 9k; the hypernetworks count their generators (33 and 43 weights)."""
-    assert NaiveCNN(1).n_params == 6 and NaiveCNN(1, frozen_conv=True).n_params == 2 and NaiveBoolNet(2).n_params == 9
-    assert sum(p.numel() for p in HyperCNN().parameters()) == 33
-    assert sum(p.numel() for p in HyperBoolNet().parameters()) == 43
+    assert NaiveCNN(1).trained_params == 6 and NaiveCNN(1, frozen_conv=True).trained_params == 2
+    assert NaiveBoolNet(2).trained_params == 9
+    assert HyperCNN().trained_params == 33 and HyperBoolNet().trained_params == 43
     expected = {
         "cnn": {"wide Naive(n)": lambda n: 5 * n + 1, "best of k Naive(1)": lambda k: 6 * k,
                 "best of k RandomConv(1)": lambda k: 2 * k, X.ZERO: lambda k: 33, X.SEEDS: lambda k: 33},
@@ -195,7 +206,7 @@ def test_budgets_and_parameter_counts(quick_run):
     (["--no-such-flag"], "unrecognized arguments"),
 ])
 def test_bad_flags_exit_2_with_one_line(argv, message, tmp_path, capsys):
-    assert X.main(argv + ["--quick", "--out", str(tmp_path)]) == 2
+    assert main(*argv, "--quick", "--out", tmp_path) == 2
     err = capsys.readouterr().err
     assert message in err and err.count("\n") == 1
     assert not list(tmp_path.iterdir())
@@ -203,10 +214,53 @@ def test_bad_flags_exit_2_with_one_line(argv, message, tmp_path, capsys):
 
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="no CUDA device here")
 def test_quick_run_on_cuda(tmp_path):
-    assert X.main(["--quick", "--rounds", "4", "--out", str(tmp_path), "--device", "cuda"]) == 0
+    assert main("--quick", "--rounds", "4", "--out", tmp_path, "--device", "cuda") == 0
     assert json.loads((tmp_path / "exploration_cnn.json").read_text())["device_used"].startswith("cuda")
 
 
-def test_help_names_the_other_experiments_defaults():
-    text = " ".join(X.arguments("cnn").format_help().split())
-    assert "(default: 500)" in text and "--rounds 50, --steps 500, --momentum 0.0, --solved-at 0.948" in text
+def test_help_names_each_experiments_defaults():
+    text = " ".join(X.arguments().format_help().split())
+    assert "(default: 500 (cnn), 50 (bool))" in text and "(default: 6 (cnn), 10 (bool))" in text
+    assert "(default: 200 (cnn), 500 (bool))" in text
+
+
+# ----------------------------------------------------------------------------- selection noise
+
+def test_oracle_bound_is_at_least_any_selection_and_a_validation_selection_gives_it():
+    gen = torch.Generator().manual_seed(11)
+    validation = torch.rand(40, 6, generator=gen)
+    for k in range(1, 7):
+        bound = X.best_of(validation, validation, k)
+        torch.testing.assert_close(bound, validation[:, :k].max(1).values)
+        for _ in range(5):
+            assert (bound >= X.best_of(torch.rand(40, 6, generator=gen), validation, k)).all()
+
+
+def test_selection_rows_from_the_same_candidates(quick_run):
+    """Per round, the oracle bound is the same at every selection size, at least the selected candidate
+    at every size, and at least every best-of-k of the exploration figure (the same candidates); at the
+    default size the selected candidate is the main figure's best of the largest k."""
+    for experiment in ("cnn", "bool"):
+        rows = report.read_csv(quick_run / f"exploration_selection_{experiment}.csv", X.selection_figure(experiment).models)
+        explored = report.read_csv(quick_run / f"exploration_{experiment}.csv", X.figure(experiment).models)
+        by = {(r.model, r.sweep, r.round): r.score for r in rows}
+        sizes = [f * X.PROTOCOLS[experiment].selection for f in X.SELECTION_SCALE[experiment]]
+        for family in X.RESTARTED[experiment]:
+            chosen, bound = f"best of k {family}({X.SMALL[experiment]})", X.oracle(family, X.SMALL[experiment])
+            for rnd in range(10):
+                assert len({by[(bound, size, rnd)] for size in sizes}) == 1
+                assert all(by[(bound, sizes[0], rnd)] >= by[(chosen, size, rnd)] for size in sizes)
+                assert all(by[(bound, sizes[0], rnd)] >= r.score for r in explored if r.model == chosen and r.round == rnd)
+            top = max(r.sweep for r in explored if r.model == chosen)
+            default = {r.round: r.score for r in explored if r.model == chosen and r.sweep == top}
+            assert all(by[(chosen, sizes[0], rnd)] == default[rnd] for rnd in range(10))
+
+
+def test_larger_selection_sets_never_retrain(monkeypatch):
+    """The selection-noise figure scores the trained stack again: training runs once per stack."""
+    calls = []
+    real = engine.train
+    monkeypatch.setattr(engine, "train", lambda *a, **k: calls.append(1) or real(*a, **k))
+    s = settings("bool", rounds=3, steps=20, restarts=2, samples=2, min_width=2, max_width=3)
+    X.run_bool(s, torch.Generator().manual_seed(0))
+    assert len(calls) == 3                  # the wide sweep (Naive), the candidates, the hypernetwork

@@ -7,10 +7,11 @@ plain loop skips them, the engine drops them), and compared parameter by paramet
 import pytest
 import torch
 import torch.nn.functional as F
+from torch import nn
 
 import data
 import engine
-from hypernet import HyperBoolNet, HyperCNN
+from hypernet import HyperBoolNet, HyperCNN, training_inputs
 from models import NaiveBoolNet, NaiveCNN
 
 ROUNDS = 3
@@ -33,7 +34,7 @@ def plain_train(module, batches, active, opt_name, lr, momentum):
         if not take:
             continue
         opt.zero_grad()
-        loss = F.binary_cross_entropy_with_logits(module(x, z)[:, 0], y)
+        loss = F.binary_cross_entropy_with_logits(module(*training_inputs(module, x, z))[:, 0], y)
         loss.backward()
         opt.step()
     return module
@@ -47,8 +48,8 @@ def check_against_plain(templates, batches, active, opt=("sgd", 0.1, 0.5)):
     lengths, order = data.drop_skipped(active)
     each = torch.arange(stack.rounds)
     xs, ys, zs = (torch.stack(t) for t in zip(*batches))
-    engine.train(stack, lambda s: (xs[order[s], each], ys[order[s], each], zs[order[s], each]), len(batches),
-                 engine.make_optimizer(*opt), lengths=lengths)
+    batch = lambda s: (training_inputs(templates[0], xs[order[s], each], zs[order[s], each]), ys[order[s], each])
+    engine.train(stack, batch, len(batches), engine.make_optimizer(*opt), lengths=lengths)
     moved = 0
     for r, module in enumerate(alone):
         start = [p.detach().clone() for p in module.parameters()]
@@ -63,12 +64,12 @@ def check_against_plain(templates, batches, active, opt=("sgd", 0.1, 0.5)):
 
 def cnn_batches(rounds, steps, seed=2):
     gen = torch.Generator().manual_seed(seed)
-    return [(*data.pattern_pairs((rounds,), gen), data.seeds((rounds,), gen)) for _ in range(steps)]
+    return [(*data.pattern_pairs((rounds,), gen), data.latents((rounds,), gen)) for _ in range(steps)]
 
 
 def bool_batches(rounds, steps, seed=3):
     gen = torch.Generator().manual_seed(seed)
-    out = [(*data.and_points((rounds, 16), gen), data.seeds((rounds,), gen)) for _ in range(steps)]
+    out = [(*data.and_points((rounds, 16), gen), data.latents((rounds,), gen)) for _ in range(steps)]
     active = torch.stack([y.sum(-1) >= data.MIN_POSITIVES for _, y, _ in out])
     return out, active
 
@@ -80,7 +81,20 @@ CNN_FAMILIES = {
     "HyperCNN": lambda: [HyperCNN(), HyperCNN()],
     "Naive lse": lambda: [NaiveCNN(1, pool="lse", temperature=0.2), NaiveCNN(3, pool="lse", temperature=0.2)],
 }
+class TanhNet(nn.Module):
+    """A network with no `stacked_forward`: the engine must train it through vmap of `forward`."""
+
+    def __init__(self, width: int) -> None:
+        super().__init__()
+        self.hidden = nn.Linear(2, width)
+        self.output = nn.Linear(width, 1)
+
+    def forward(self, x):
+        return self.output(torch.tanh(self.hidden(x)))
+
+
 BOOL_FAMILIES = {
+    "TanhNet (vmap path)": lambda: [TanhNet(1), TanhNet(3)],
     "NaiveBoolNet": lambda: [NaiveBoolNet(1), NaiveBoolNet(4)],
     "HyperBoolNet": lambda: [HyperBoolNet(), HyperBoolNet()],
     "NaiveBoolNet softplus": lambda: [NaiveBoolNet(2, activation="softplus"), NaiveBoolNet(3, activation="softplus")],
@@ -117,10 +131,12 @@ def test_every_optimizer_matches_plain_loop_on_cnn(opt):
 def test_rounds_with_uneven_lengths_stay_frozen_after_their_last_step():
     gen = torch.Generator().manual_seed(0)
     stack = engine.init_stack([NaiveBoolNet(3)], 4, gen)
-    batches = [(*data.and_points((4, 16), gen), data.seeds((4,), gen)) for _ in range(6)]
+    batches = [data.and_points((4, 16), gen) for _ in range(6)]
     before = {k: v.clone() for k, v in stack.params.items()}
     lengths = torch.tensor([0, 2, 6, 6])
-    engine.train(stack, lambda s: batches[s], 6, engine.make_optimizer("adam", 0.05, 0.0), lengths=lengths)
+    engine.train(stack, lambda s: ((batches[s][0],), batches[s][1]), 6, engine.make_optimizer("adam", 0.05, 0.0),
+                 lengths=lengths)
     for k, v in stack.params.items():
         assert torch.equal(v[0], before[k][0]), "a round of length 0 must not move"
         assert not torch.equal(v[2], before[k][2])
+

@@ -1,0 +1,85 @@
+"""Every hand-written `stacked_forward` against the reference path, `torch.func.vmap` of the plain
+`forward` (engine.vmap_forward): groups of different sizes padded into one stack, train and eval
+mode, one batch per round or one batch shared by all rounds; logits and trained gradients."""
+import pytest
+import torch
+
+import data
+import engine
+from hypernet import HyperBoolNet, HyperCNN, training_inputs
+from models import NaiveBoolNet, NaiveCNN, SingleFilterCNN, TwoLayerBoolNet
+
+ROUNDS = 3
+BATCH = 5
+
+
+def sequences(shape, gen):
+    return data.noise((*shape, BATCH), gen)                # (*shape, BATCH, 1, 64)
+
+
+def points(shape, gen):
+    return data.and_points((*shape, BATCH), gen)[0]         # (*shape, BATCH, 2)
+
+
+FAMILIES = {
+    "Naive": (lambda: [NaiveCNN(1), NaiveCNN(3), NaiveCNN(5)], sequences),
+    "RandomConv": (lambda: [NaiveCNN(2, frozen_conv=True), NaiveCNN(4, frozen_conv=True)], sequences),
+    "Naive lse": (lambda: [NaiveCNN(1, pool="lse", temperature=0.3), NaiveCNN(4, pool="lse", temperature=0.3)], sequences),
+    "SingleFilterCNN": (lambda: [SingleFilterCNN(torch.randn(4), 0.1)], sequences),
+    "HyperCNN": (lambda: [HyperCNN(), HyperCNN()], sequences),
+    "NaiveBoolNet": (lambda: [NaiveBoolNet(1), NaiveBoolNet(4), NaiveBoolNet(7)], points),
+    "NaiveBoolNet softplus": (lambda: [NaiveBoolNet(2, activation="softplus"), NaiveBoolNet(5, activation="softplus")],
+                              points),
+    "NaiveBoolNet leaky": (lambda: [NaiveBoolNet(3, activation="leaky"), NaiveBoolNet(1, activation="leaky")], points),
+    "TwoLayerBoolNet": (lambda: [TwoLayerBoolNet(torch.randn(2, 2), torch.randn(2), 0.3)], points),
+    "HyperBoolNet": (lambda: [HyperBoolNet(), HyperBoolNet()], points),
+}
+
+
+@pytest.mark.parametrize("mode", ["train", "eval"])
+@pytest.mark.parametrize("shared", [False, True], ids=["per-round", "shared"])
+@pytest.mark.parametrize("family", FAMILIES)
+def test_stacked_forward_matches_vmap_of_forward(family, shared, mode):
+    make, draw = FAMILIES[family]
+    gen = torch.Generator().manual_seed(sum(map(ord, family)))
+    templates = make()
+    stack = engine.init_stack(templates, ROUNDS, gen)
+    for t in templates:
+        t.train(mode == "train")
+    x = draw(() if shared else (stack.rounds,), gen)
+    z = data.latents((stack.rounds,), gen)
+    inputs = training_inputs(templates[0], x, z) if mode == "train" else (x,)
+
+    fast_params = {k: v.clone().requires_grad_() for k, v in stack.params.items()}
+    fast = templates[0].stacked_forward(fast_params, *inputs)
+    ref_params = {k: v.clone().requires_grad_() for k, v in stack.params.items()}
+    ref = torch.cat([engine.vmap_forward(g, stack.group_params(g, params=ref_params),
+                                         tuple(i if shared and n == 0 else i[g.start:g.stop] for n, i in enumerate(inputs)),
+                                         shared=shared) for g in stack.groups])
+    assert fast.shape == ref.shape == (stack.rounds, BATCH)
+    torch.testing.assert_close(fast, ref, rtol=1e-5, atol=1e-5)
+
+    w = torch.randn(fast.shape, generator=gen)
+    fast_grads = torch.autograd.grad((fast * w).sum(), list(fast_params.values()))
+    ref_grads = torch.autograd.grad((ref * w).sum(), list(ref_params.values()), allow_unused=True)
+    for name, g, h in zip(stack.params, fast_grads, ref_grads):
+        h = torch.zeros_like(g) if h is None else h
+        trained = stack.masks[name]                           # padded and frozen entries never move
+        torch.testing.assert_close(g * trained, h * trained, rtol=1e-4, atol=1e-5, msg=f"gradient of {name}")
+
+
+def test_the_groups_of_a_stack_are_padded():
+    """The families above do put networks of different sizes into one padded stack."""
+    stack = engine.init_stack([NaiveCNN(1), NaiveCNN(5)], 2, torch.Generator().manual_seed(0))
+    assert stack.params["conv.weight"].shape == (4, 5, 1, 4) and stack.masks["conv.weight"][:2, 1:].sum() == 0
+
+
+def test_init_stack_refuses_templates_with_other_settings():
+    gen = torch.Generator().manual_seed(0)
+    with pytest.raises(ValueError, match="one setting"):
+        engine.init_stack([NaiveCNN(2), NaiveCNN(3, pool="lse")], 2, gen)
+    with pytest.raises(ValueError, match="one setting"):
+        engine.init_stack([NaiveBoolNet(2, activation="softplus"), NaiveBoolNet(2)], 2, gen)
+    with pytest.raises(ValueError, match="one class"):
+        engine.init_stack([NaiveBoolNet(2), HyperBoolNet()], 2, gen)
+    engine.init_stack([NaiveCNN(2), NaiveCNN(3, frozen_conv=True)], 2, gen)      # frozen is a mask, not a setting
