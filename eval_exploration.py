@@ -313,9 +313,12 @@ def selection_figure(e: str) -> report.Figure:
     script, small = SCRIPTS[e], SMALL[e]
     restarted = tuple(m for f in RESTARTED[e] for m in (f"best of k {f}({small})", oracle(f, small)))
     view = report.View(f"selection set ({SELECTION_UNIT[e]}); k at its largest", lambda s: s.sweep, log2_x=True)
+    bounds = tuple((oracle(f, small), dict(color=f"C{2 * i + 1}", marker="", linestyle="--"))
+                   for i, f in enumerate(RESTARTED[e]))
+    chosen = tuple((f"best of k {f}({small})", dict(color=f"C{2 * i + 1}", marker="o")) for i, f in enumerate(RESTARTED[e]))
     return dataclasses.replace(script.FIGURE, name=f"exploration_selection_{e}", views=(view,),
                                title=f"{script.FIGURE.title}: restarts chosen on more data",
-                               models=(WIDE[e], *restarted))
+                               models=(WIDE[e], *restarted), styles=(*chosen, *bounds, (WIDE[e], dict(color="C0"))))
 
 
 def job(e: str, s: cli.Settings) -> cli.Job:

@@ -240,6 +240,7 @@ class Figure:
     views: tuple[View, ...]
     percent: bool = False            # show scores in %
     models: tuple[str, ...] = MODELS # the model names its CSV may hold
+    styles: tuple[tuple[str, dict], ...] = ()   # (model, matplotlib style) beyond the defaults
 
 
 def table(summaries: list[Summary]) -> str:
@@ -277,7 +278,7 @@ def plot(summaries: list[Summary], fig_spec: Figure) -> Callable[[Path], None]:
         for model in dict.fromkeys(s.model for s in kept):
             members = [s for s in kept if s.model == model]
             xs = np.array([view.x_of(s) for s in members], dtype=float)
-            style = STYLE.get(model, dict(color=colors[model], marker="o"))
+            style = {**STYLE.get(model, dict(color=colors[model], marker="o")), **dict(fig_spec.styles).get(model, {})}
             if len(members) == 1 and "linestyle" not in style:
                 style = {**style, "linestyle": "none"}
             for ax, value, ci, k in ((left, "mean", "mean_ci", scale), (right, "solved", "solved_ci", 100.0)):
@@ -298,6 +299,11 @@ def plot(summaries: list[Summary], fig_spec: Figure) -> Callable[[Path], None]:
         for ax in (left, right):
             if view.log2_x:
                 ax.set_xscale("log", base=2)
+                ticks = sorted({view.x_of(s) for s in kept})
+                if len(ticks) > 8:                     # crowded: powers of two only
+                    ticks = [t for t in ticks if math.log2(t).is_integer()]
+                ax.set_xticks(ticks, [f"{t:g}" for t in ticks])
+                ax.minorticks_off()
             ax.grid(alpha=0.3)
             ax.legend(loc="best", fontsize=8)
     fig.text(0.5, 0.005, "bands and bars: 95 % intervals (mean: bootstrap over rounds; solved share: Wilson)",
