@@ -24,6 +24,7 @@ from tqdm import tqdm
 
 import engine
 import report
+from models import SCHEDULES
 
 COMMITTED = Path("plots")         # the results of the protocol defaults, quoted by the README
 RUNS = Path("runs")               # every other run: one folder per set of settings (git-ignored)
@@ -78,6 +79,8 @@ class Settings:
                         f"a positive finite number (at most {MAX_LR:g})")
     momentum: float = setting("momentum (sgd, rmsprop)", within(0, 1, open_high=True), "in [0, 1)")
     optimizer: str = setting("the update rule of this torch.optim optimizer", choices=engine.OPTIMIZERS, default="sgd")
+    schedule: str = setting("temperature of the training surrogate: fixed, or linear down to 0 (the hard operator) "
+                            "at each round's last step", choices=SCHEDULES, default="fixed")
     solved_at: float = setting("a round is solved when its score is at least this", within(0, 1), "in [0, 1]")
 
     def check(self) -> "Settings":
@@ -192,6 +195,14 @@ class Job:
         return self.need if self.need is not None else self.settings.memory_bytes()
 
 
+def optimizer_for(s: Settings, rounds: int, device: torch.device, lrs: list[float] | None = None
+                  ) -> Callable[[list[torch.Tensor]], engine.Optimizer]:
+    """The settings' optimizer; with `lrs`, one learning rate per group of `rounds` rounds (a grid in one stack)."""
+    if lrs is None:
+        return s.optimizer_factory()
+    return engine.make_optimizer(s.optimizer, torch.tensor(lrs, device=device).repeat_interleave(rounds), s.momentum)
+
+
 def single(figure: report.Figure, s: Settings, protocol: Settings, run: Callable[[Settings, torch.Generator], list]) -> Job:
     """The job of a script with one figure: `run(settings, gen)` gives its rows."""
     return Job((figure,), s, protocol, lambda gen: {figure.name: run(s, gen)})
@@ -296,7 +307,8 @@ def execute(prog: str, jobs: list[Job], args: argparse.Namespace, argv: list[str
             paths = [out / f"{f.name}.{ext}" for ext in ("png", "csv", "json")]
             files.update(zip(paths, (report.plot(summaries, f), report.write_text(report.csv_text(rows[f.name])),
                                      report.write_text(report.json_text(info[f.name])))))
-            printed += [report.table(summaries)] + ([job.notes[f.name](rows[f.name], solved_at)] if f.name in job.notes else [])
+            printed += [report.table(summaries)] if f.table else []
+            printed += [job.notes[f.name](rows[f.name], solved_at)] if f.name in job.notes else []
             printed.append("wrote " + ", ".join(map(str, paths)))
         report.write_unit(files)
     return printed

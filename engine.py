@@ -135,7 +135,8 @@ class Optimizer:
     against torch.optim itself.
     """
 
-    def __init__(self, params: list[Tensor], name: str, lr: float, momentum: float = 0.0) -> None:
+    def __init__(self, params: list[Tensor], name: str, lr: float | Tensor, momentum: float | Tensor = 0.0) -> None:
+        """`lr` and `momentum`: one value for every round, or a tensor of one value per round."""
         if name not in OPTIMIZERS:
             raise ValueError(f"unknown optimizer {name!r}")
         self.params, self.lr, self.momentum = params, lr, momentum
@@ -154,37 +155,57 @@ class Optimizer:
         for p, state in zip(self.params, self.state):
             self._rule(p, p.grad, state)
 
+    @staticmethod
+    def _each(value: float | Tensor, p: Tensor) -> float | Tensor:
+        """A hyperparameter as it broadcasts against a stacked tensor p (R, ...)."""
+        return value.view(-1, *([1] * (p.dim() - 1))) if isinstance(value, Tensor) else value
+
+    @staticmethod
+    def _descend(p: Tensor, direction: Tensor, scale: float | Tensor, denom: Tensor | None = None) -> None:
+        """p -= scale * direction (/ denom); with one scale per round when `scale` is a tensor."""
+        if isinstance(scale, Tensor):
+            step = direction if denom is None else direction / denom
+            p.sub_(step * scale.view(-1, *([1] * (p.dim() - 1))))
+        elif denom is None:
+            p.add_(direction, alpha=-scale)
+        else:
+            p.addcdiv_(direction, denom, value=-scale)
+
+    def _uses_momentum(self) -> bool:
+        return bool((self.momentum != 0).any()) if isinstance(self.momentum, Tensor) else self.momentum > 0
+
     def _sgd(self, p: Tensor, g: Tensor, state: dict[str, Tensor]) -> None:
-        if self.momentum:
+        if self._uses_momentum():
             if "buf" in state:
-                g = state["buf"].mul_(self.momentum).add_(g)
+                g = state["buf"].mul_(self._each(self.momentum, p)).add_(g)
             else:
                 g = state["buf"] = g.clone()
-        p.add_(g, alpha=-self.lr)
+        self._descend(p, g, self.lr)
 
     def _adam(self, p: Tensor, g: Tensor, state: dict[str, Tensor], betas=(0.9, 0.999), eps=1e-8) -> None:
         m = state.setdefault("m", torch.zeros_like(p)).lerp_(g, 1 - betas[0])
         v = state.setdefault("v", torch.zeros_like(p)).mul_(betas[1]).addcmul_(g, g, value=1 - betas[1])
         step_size = self.lr / (1 - betas[0] ** self.t)
         denom = (v.sqrt() / math.sqrt(1 - betas[1] ** self.t)).add_(eps)
-        p.addcdiv_(m, denom, value=-step_size)
+        self._descend(p, m, step_size, denom)
 
     def _rmsprop(self, p: Tensor, g: Tensor, state: dict[str, Tensor], alpha=0.99, eps=1e-8) -> None:
         square_avg = state.setdefault("square_avg", torch.zeros_like(p)).mul_(alpha).addcmul_(g, g, value=1 - alpha)
         avg = square_avg.sqrt().add_(eps)
-        if self.momentum > 0:
-            buf = state.setdefault("buf", torch.zeros_like(p)).mul_(self.momentum).addcdiv_(g, avg)
-            p.add_(buf, alpha=-self.lr)
+        if self._uses_momentum():
+            buf = state.setdefault("buf", torch.zeros_like(p)).mul_(self._each(self.momentum, p)).addcdiv_(g, avg)
+            self._descend(p, buf, self.lr)
         else:
-            p.addcdiv_(g, avg, value=-self.lr)
+            self._descend(p, g, self.lr, avg)
 
     def _adagrad(self, p: Tensor, g: Tensor, state: dict[str, Tensor], eps=1e-10) -> None:
         total = state.setdefault("sum", torch.zeros_like(p)).addcmul_(g, g, value=1)
-        p.addcdiv_(g, total.sqrt().add_(eps), value=-self.lr)
+        self._descend(p, g, self.lr, total.sqrt().add_(eps))
 
 
-def make_optimizer(name: str, lr: float, momentum: float) -> Callable[[list[Tensor]], Optimizer]:
-    """A factory of the named optimizer; `momentum` applies to sgd and rmsprop."""
+def make_optimizer(name: str, lr: float | Tensor, momentum: float | Tensor) -> Callable[[list[Tensor]], Optimizer]:
+    """A factory of the named optimizer; `momentum` applies to sgd and rmsprop. Either may be a tensor
+    of one value per round of the stack."""
     if name not in OPTIMIZERS:
         raise ValueError(f"unknown optimizer {name!r}")
     return lambda params: Optimizer(params, name, lr, momentum)
@@ -221,7 +242,9 @@ def train(stack: Stack, batch: Callable[[int], Batch], steps: int,
 
     `batch(step)` gives (inputs, y), each tensor with a leading round dim. Round r takes steps
     0 .. lengths[r] - 1 and then stays untouched (default: all `steps`); since a finished round
-    never trains again, its optimizer state after that does not matter.
+    never trains again, its optimizer state after that does not matter. A network class with a
+    `set_progress` method (an annealed surrogate) is told before every step how far each round is
+    through its own training: a tensor (R,) that is 0 at a round's first step and 1 at its last.
     """
     names = [n for n, m in stack.masks.items() if m.any()]
     params = [stack.params[n].requires_grad_() for n in names]
@@ -232,7 +255,11 @@ def train(stack: Stack, batch: Callable[[int], Batch], steps: int,
     for group in stack.groups:
         group.template.train()
     forward = forward_of(stack)
+    template = stack.groups[0].template
+    last = (torch.full((stack.rounds,), steps) if lengths is None else lengths).to(stack.params[names[0]].device) - 1
     for step in range(steps):
+        if hasattr(template, "set_progress"):
+            template.set_progress((step / last.clamp(min=1)).clamp(max=1.0))
         inputs, y = batch(step)
         logits = forward(stack.params, *inputs)
         loss = F.binary_cross_entropy_with_logits(logits, y, reduction="none").mean(1).sum()

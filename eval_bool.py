@@ -66,30 +66,33 @@ def training_data(rounds: int, steps: int, gen: torch.Generator):
     return (lambda step: ((x[step], z[step]), y[step])), lengths
 
 
-def fresh_points(gen: torch.Generator):
-    """`engine.evaluate`'s data: fresh points for every round (hypernetworks at z = 0)."""
+def fresh_points(gen: torch.Generator, count: int = EVAL_POINTS):
+    """`engine.evaluate`'s data: `count` fresh points for every round (hypernetworks at z = 0)."""
     def points(start: int, stop: int):
-        x, y = data.and_points((stop - start, EVAL_POINTS), gen)
+        x, y = data.and_points((stop - start, count), gen)
         return (x,), y
     return points
 
 
-def train(s: Settings, gen: torch.Generator, templates: list[torch.nn.Module], bar: tqdm) -> engine.Stack:
-    """`s.rounds` fresh copies of each template, trained as the protocol says, skipped batches included."""
+def train(s: Settings, gen: torch.Generator, templates: list[torch.nn.Module], bar: tqdm,
+          lrs: list[float] | None = None) -> engine.Stack:
+    """`s.rounds` fresh copies of each template, trained as the protocol says, skipped batches included
+    (with `lrs`, each template's copies at their own learning rate)."""
     stack = engine.init_stack(templates, s.rounds, gen)
     batches, lengths = training_data(stack.rounds, s.steps, gen)
 
     def batch(step: int):
         (x, z), y = batches(step)
         return training_inputs(templates[0], x, z), y
-    engine.train(stack, batch, s.steps, s.optimizer_factory(), lengths=lengths, on_step=bar.update)
+    engine.train(stack, batch, s.steps, cli.optimizer_for(s, s.rounds, gen.device, lrs), lengths=lengths,
+                 on_step=bar.update)
     bar.update(s.steps - min(s.steps, int(lengths.max())))      # steps every round skipped
     return stack
 
 
 def model(s: Settings, family: str, width: int) -> torch.nn.Module:
     """A fresh network of the family ("Naive" or "HyperNetwork") as the settings say."""
-    return HyperBoolNet() if family == "HyperNetwork" else NaiveBoolNet(width, activation=s.activation)
+    return HyperBoolNet() if family == "HyperNetwork" else NaiveBoolNet(width, activation=s.activation, schedule=s.schedule)
 
 
 def sweep(s: Settings, gen: torch.Generator, families=("Naive", "HyperNetwork")) -> list[report.Row]:

@@ -56,18 +56,21 @@ def model(s: Settings, family: str, filters: int) -> torch.nn.Module:
     """A fresh network of the family ("Naive", "RandomConv" or "HyperNetwork") as the settings say."""
     if family == "HyperNetwork":
         return HyperCNN()
-    return NaiveCNN(filters, frozen_conv=family == "RandomConv", pool=s.pool, temperature=s.temperature)
+    return NaiveCNN(filters, frozen_conv=family == "RandomConv", pool=s.pool, temperature=s.temperature,
+                    schedule=s.schedule)
 
 
-def train(s: Settings, gen: torch.Generator, templates: list[torch.nn.Module], bar: tqdm) -> engine.Stack:
-    """`s.rounds` fresh copies of each template, trained as the protocol says on fresh pairs."""
+def train(s: Settings, gen: torch.Generator, templates: list[torch.nn.Module], bar: tqdm,
+          lrs: list[float] | None = None) -> engine.Stack:
+    """`s.rounds` fresh copies of each template, trained as the protocol says on fresh pairs (with `lrs`,
+    each template's copies at their own learning rate)."""
     stack = engine.init_stack(templates, s.rounds, gen)
 
     def batch(step: int):
         x, y = data.pattern_pairs((stack.rounds,), gen)
         z = data.latents((stack.rounds,), gen)          # drawn for every stack: one random stream for all
         return training_inputs(templates[0], x, z), y
-    engine.train(stack, batch, s.steps, s.optimizer_factory(), on_step=bar.update)
+    engine.train(stack, batch, s.steps, cli.optimizer_for(s, s.rounds, gen.device, lrs), on_step=bar.update)
     return stack
 
 

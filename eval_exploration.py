@@ -304,7 +304,7 @@ def figure(e: str) -> report.Figure:
     wide = WIDE[e]
     budget = report.View("trained parameters (budget)", lambda s: s.params, lambda s: s.model != SEEDS, "equal budget")
     size = report.View("candidates tried (k); the final network is small", lambda s: s.sweep,
-                       lambda s: s.model != wide, "equal final size", log2_x=True)
+                       lambda s: s.model != wide, "equal final size", log_x=2)
     return dataclasses.replace(script.FIGURE, name=f"exploration_{e}", views=(budget, size),
                                title=f"{script.FIGURE.title}: width or restarts", models=(wide, *restarted, ZERO, SEEDS))
 
@@ -312,7 +312,7 @@ def figure(e: str) -> report.Figure:
 def selection_figure(e: str) -> report.Figure:
     script, small = SCRIPTS[e], SMALL[e]
     restarted = tuple(m for f in RESTARTED[e] for m in (f"best of k {f}({small})", oracle(f, small)))
-    view = report.View(f"selection set ({SELECTION_UNIT[e]}); k at its largest", lambda s: s.sweep, log2_x=True)
+    view = report.View(f"selection set ({SELECTION_UNIT[e]}); k at its largest", lambda s: s.sweep, log_x=2)
     bounds = tuple((oracle(f, small), dict(color=f"C{2 * i + 1}", marker="", linestyle="--"))
                    for i, f in enumerate(RESTARTED[e]))
     chosen = tuple((f"best of k {f}({small})", dict(color=f"C{2 * i + 1}", marker="o")) for i, f in enumerate(RESTARTED[e]))

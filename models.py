@@ -22,7 +22,9 @@ from data import PATTERN
 
 POOLS = ("max", "lse")
 ACTIVATIONS = ("relu", "softplus", "leaky")
+SCHEDULES = ("fixed", "linear")
 LEAKY_SLOPE = 0.01
+SOFTPLUS_TEMPERATURE = 1.0          # plain softplus; its linear schedule falls from here to 0 (ReLU)
 
 
 def trained_params(module: nn.Module) -> int:
@@ -32,9 +34,31 @@ def trained_params(module: nn.Module) -> int:
 
 # ----------------------------------------------------------------------------- pooling over positions
 
-def lse_pool(conved: Tensor, temperature: float) -> Tensor:
-    """Smooth max over the last dim: T * logsumexp(x / T); it tends to the max as T -> 0."""
-    return temperature * torch.logsumexp(conved / temperature, dim=-1)
+def annealed(temperature: float, schedule: str, progress: float | Tensor) -> float | Tensor:
+    """A surrogate's temperature now: fixed, or falling linearly from `temperature` at the first step to
+    0 (the hard operator) at the last; `progress` is a float or one value per round."""
+    return temperature if schedule == "fixed" else temperature * (1 - progress)
+
+
+def _smoothed(x: Tensor, temperature: float | Tensor, smooth, hard) -> Tensor:
+    """`smooth(x, T)` where T > 0, `hard(x)` where T = 0; T is a float or one value per round (leading dim)."""
+    if not isinstance(temperature, Tensor):
+        return hard(x) if temperature == 0 else smooth(x, temperature)
+    t = temperature.view(-1, *([1] * (x.dim() - 1)))
+    safe = torch.where(t > 0, t, torch.ones_like(t))
+    soft, exact = smooth(x, safe), hard(x)
+    return torch.where((t > 0).view(-1, *([1] * (soft.dim() - 1))), soft, exact)
+
+
+def lse_pool(conved: Tensor, temperature: float | Tensor) -> Tensor:
+    """Smooth max over the last dim: T * logsumexp(x / T); it tends to the max as T -> 0, and is the max at 0."""
+    scale = lambda t: t.squeeze(-1) if isinstance(t, Tensor) else t           # T as the pooled result wants it
+    return _smoothed(conved, temperature, lambda x, t: scale(t) * torch.logsumexp(x / t, dim=-1), lambda x: x.amax(-1))
+
+
+def smooth_relu(h: Tensor, temperature: float | Tensor) -> Tensor:
+    """T * softplus(h / T): softplus at T = 1, tending to ReLU as T -> 0, ReLU at 0."""
+    return _smoothed(h, temperature, lambda x, t: t * F.softplus(x / t), F.relu)
 
 
 def _windows(x: Tensor, kernel: int) -> Tensor:
@@ -72,7 +96,7 @@ def _max_conv_shared(x: Tensor, w: Tensor) -> Tensor:
     return best.view(-1, r, f).transpose(0, 1)
 
 
-def pool_conv(x: Tensor, w: Tensor, pool: str = "max", temperature: float = 1.0) -> Tensor:
+def pool_conv(x: Tensor, w: Tensor, pool: str = "max", temperature: float | Tensor = 1.0) -> Tensor:
     """Pool over positions of the correlation of sequences x with filters w (R, F, K) -> (R, B, F).
 
     x is (R, B, L) (a batch per round) or (B, L) (shared). For max pooling, the gradient flows
@@ -100,15 +124,22 @@ class NaiveCNN(nn.Module):
     """Conv1d(1 -> n filters, kernel 4, no bias) -> max over positions -> Linear(n -> 1).
 
     `frozen_conv=True` is RandomConv: the filters keep their random init, only `decision` learns.
+    `pool="lse"` trains through log-sum-exp pooling at `temperature`, fixed or (`schedule="linear"`)
+    annealed to the hard max at each round's last step.
     """
 
     def __init__(self, n_filters: int, frozen_conv: bool = False, pool: str = "max",
-                 temperature: float = 0.1) -> None:
+                 temperature: float = 0.1, schedule: str = "fixed") -> None:
         super().__init__()
         self.conv = nn.Conv1d(in_channels=1, out_channels=n_filters, kernel_size=len(PATTERN), bias=False)
         self.decision = nn.Linear(n_filters, 1)
         self.conv.weight.requires_grad_(not frozen_conv)
-        self.pool, self.temperature = pool, temperature
+        self.pool, self.temperature, self.schedule = pool, temperature, schedule
+        self._progress: float | Tensor = 0.0
+
+    def set_progress(self, progress: float | Tensor) -> None:
+        """How far training is (0 at the first step, 1 at the last), for an annealed surrogate."""
+        self._progress = progress
 
     @property
     def trained_params(self) -> int:
@@ -117,9 +148,12 @@ class NaiveCNN(nn.Module):
 
     final_size = trained_params              # a RandomConv's frozen filters are fixed random features
 
+    def _temperature(self) -> float | Tensor:
+        return annealed(self.temperature, self.schedule, self._progress)
+
     def _pool(self, conved: Tensor) -> Tensor:
         if self.training and self.pool == "lse":
-            return lse_pool(conved, self.temperature)
+            return lse_pool(conved, self._temperature())
         return conved.max(dim=2)[0]
 
     def forward(self, x: Tensor) -> Tensor:
@@ -128,7 +162,7 @@ class NaiveCNN(nn.Module):
     def stacked_forward(self, params: dict[str, Tensor], x: Tensor) -> Tensor:
         pool = self.pool if self.training else "max"
         w = params["conv.weight"].flatten(1, 2)                          # (R, F, K)
-        pooled = pool_conv(x.squeeze(-2), w, pool, self.temperature)     # (R, B, F)
+        pooled = pool_conv(x.squeeze(-2), w, pool, self._temperature())  # (R, B, F)
         decision = params["decision.weight"][:, 0]                       # (R, F)
         return torch.einsum("rbf,rf->rb", pooled, decision) + params["decision.bias"]
 
@@ -162,22 +196,31 @@ def hardcoded_cnn() -> SingleFilterCNN:
 
 # ----------------------------------------------------------------------------- experiment 2
 
-def activate(h: Tensor, activation: str) -> Tensor:
+def activate(h: Tensor, activation: str, temperature: float | Tensor = SOFTPLUS_TEMPERATURE) -> Tensor:
     if activation == "softplus":
-        return F.softplus(h)
+        return smooth_relu(h, temperature)
     if activation == "leaky":
         return F.leaky_relu(h, LEAKY_SLOPE)
     return F.relu(h)
 
 
 class NaiveBoolNet(nn.Module):
-    """Linear(2 -> width) -> ReLU -> Linear(width -> 1)."""
+    """Linear(2 -> width) -> ReLU -> Linear(width -> 1).
 
-    def __init__(self, width: int, activation: str = "relu") -> None:
+    `activation="softplus"|"leaky"` trains through a smooth surrogate of ReLU; softplus may be annealed
+    (`schedule="linear"`) to ReLU itself at each round's last step.
+    """
+
+    def __init__(self, width: int, activation: str = "relu", schedule: str = "fixed") -> None:
         super().__init__()
         self.hidden = nn.Linear(2, width)
         self.output = nn.Linear(width, 1)
-        self.activation = activation
+        self.activation, self.schedule = activation, schedule
+        self._progress: float | Tensor = 0.0
+
+    def set_progress(self, progress: float | Tensor) -> None:
+        """How far training is (0 at the first step, 1 at the last), for an annealed surrogate."""
+        self._progress = progress
 
     @property
     def trained_params(self) -> int:
@@ -189,13 +232,16 @@ class NaiveBoolNet(nn.Module):
     def _activation(self) -> str:
         return self.activation if self.training else "relu"
 
+    def _activate(self, h: Tensor) -> Tensor:
+        return activate(h, self._activation(), annealed(SOFTPLUS_TEMPERATURE, self.schedule, self._progress))
+
     def forward(self, x: Tensor) -> Tensor:
-        return self.output(activate(self.hidden(x), self._activation()))
+        return self.output(self._activate(self.hidden(x)))
 
     def stacked_forward(self, params: dict[str, Tensor], x: Tensor) -> Tensor:
         w1, b1 = params["hidden.weight"], params["hidden.bias"]           # (R, W, 2), (R, W)
         w2, b2 = params["output.weight"][:, 0], params["output.bias"]     # (R, W), (R, 1)
-        h = activate(_dense(x, w1.transpose(1, 2), b1), self._activation())
+        h = self._activate(_dense(x, w1.transpose(1, 2), b1))
         return (h * w2[:, None]).sum(-1) + b2
 
 

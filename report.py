@@ -227,7 +227,8 @@ class View:
     x_of: Callable[[Summary], float]
     keep: Callable[[Summary], bool] = lambda s: True
     title: str = ""                  # before the panel titles
-    log2_x: bool = False
+    log_x: int = 0                   # base of a log x axis (0: linear)
+    series: Callable[[Summary], str] = lambda s: s.model      # one line per series
 
 
 @dataclass(frozen=True)
@@ -240,7 +241,8 @@ class Figure:
     views: tuple[View, ...]
     percent: bool = False            # show scores in %
     models: tuple[str, ...] = MODELS # the model names its CSV may hold
-    styles: tuple[tuple[str, dict], ...] = ()   # (model, matplotlib style) beyond the defaults
+    styles: tuple[tuple[str, dict], ...] = ()   # (series, matplotlib style) beyond the defaults
+    table: bool = True               # print the table (a long grid prints its notes only)
 
 
 def table(summaries: list[Summary]) -> str:
@@ -272,11 +274,11 @@ def plot(summaries: list[Summary], fig_spec: Figure) -> Callable[[Path], None]:
     rows = len(fig_spec.views)
     fig = MplFigure(figsize=(12, 4.8 * rows))
     axes = fig.subplots(rows, 2, squeeze=False)
-    colors = {model: f"C{i}" for i, model in enumerate(dict.fromkeys(s.model for s in summaries))}
     for view, (left, right) in zip(fig_spec.views, axes):
         kept = [s for s in summaries if view.keep(s)]
-        for model in dict.fromkeys(s.model for s in kept):
-            members = [s for s in kept if s.model == model]
+        colors = {name: f"C{i}" for i, name in enumerate(dict.fromkeys(view.series(s) for s in summaries))}
+        for model in dict.fromkeys(view.series(s) for s in kept):
+            members = [s for s in kept if view.series(s) == model]
             xs = np.array([view.x_of(s) for s in members], dtype=float)
             style = {**STYLE.get(model, dict(color=colors[model], marker="o")), **dict(fig_spec.styles).get(model, {})}
             if len(members) == 1 and "linestyle" not in style:
@@ -297,15 +299,16 @@ def plot(summaries: list[Summary], fig_spec: Figure) -> Callable[[Path], None]:
         right.set(title=prefix + "share of rounds solved", xlabel=view.xlabel,
                   ylabel=f"solved (%): {fig_spec.solved_label}")
         for ax in (left, right):
-            if view.log2_x:
-                ax.set_xscale("log", base=2)
+            if view.log_x:
+                ax.set_xscale("log", base=view.log_x)
                 ticks = sorted({view.x_of(s) for s in kept})
-                if len(ticks) > 8:                     # crowded: powers of two only
-                    ticks = [t for t in ticks if math.log2(t).is_integer()]
+                if len(ticks) > 10:                    # crowded: powers of the base only
+                    ticks = [t for t in ticks if math.log(t, view.log_x).is_integer()]
                 ax.set_xticks(ticks, [f"{t:g}" for t in ticks])
                 ax.minorticks_off()
             ax.grid(alpha=0.3)
-            ax.legend(loc="best", fontsize=8)
+            if ax.get_legend_handles_labels()[0]:
+                ax.legend(loc="best", fontsize=8)
     fig.text(0.5, 0.005, "bands and bars: 95 % intervals (mean: bootstrap over rounds; solved share: Wilson)",
              ha="center", fontsize=8, color="0.4")
     fig.tight_layout(rect=(0, 0.03 / rows, 1, 1))

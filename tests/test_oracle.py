@@ -27,12 +27,17 @@ TORCH_OPTIM = {  # the reference: torch.optim itself, at its defaults but for lr
 
 
 def plain_train(module, batches, active, opt_name, lr, momentum):
-    """The original algorithm: one model, one step at a time, skipping inactive steps entirely."""
+    """The original algorithm: one model, one step at a time, skipping inactive steps entirely; an
+    annealed surrogate is told its progress, 0 at its first kept step and 1 at its last."""
     module.train()
     opt = TORCH_OPTIM[opt_name]([p for p in module.parameters() if p.requires_grad], lr, momentum)
+    kept, done = int(sum(active)), 0
     for (x, y, z), take in zip(batches, active):
         if not take:
             continue
+        if hasattr(module, "set_progress"):
+            module.set_progress(done / max(kept - 1, 1))
+        done += 1
         opt.zero_grad()
         loss = F.binary_cross_entropy_with_logits(module(*training_inputs(module, x, z))[:, 0], y)
         loss.backward()
@@ -53,7 +58,8 @@ def check_against_plain(templates, batches, active, opt=("sgd", 0.1, 0.5)):
     moved = 0
     for r, module in enumerate(alone):
         start = [p.detach().clone() for p in module.parameters()]
-        plain_train(module, [(x[r], y[r], z[r]) for x, y, z in batches], active[:, r], *opt)
+        name, lr, momentum = (float(v[r]) if isinstance(v, torch.Tensor) else v for v in opt)
+        plain_train(module, [(x[r], y[r], z[r]) for x, y, z in batches], active[:, r], name, lr, momentum)
         trained = stack.module(r)
         for (name, p), (_, q), p0 in zip(module.named_parameters(), trained.named_parameters(), start):
             torch.testing.assert_close(q, p, rtol=1e-4, atol=1e-5, msg=f"round {r}, {name}")
@@ -80,6 +86,8 @@ CNN_FAMILIES = {
     "Naive+RandomConv": lambda: [NaiveCNN(2), NaiveCNN(2, frozen_conv=True)],
     "HyperCNN": lambda: [HyperCNN(), HyperCNN()],
     "Naive lse": lambda: [NaiveCNN(1, pool="lse", temperature=0.2), NaiveCNN(3, pool="lse", temperature=0.2)],
+    "Naive lse annealed": lambda: [NaiveCNN(2, pool="lse", temperature=0.5, schedule="linear"),
+                                   NaiveCNN(3, pool="lse", temperature=0.5, schedule="linear")],
 }
 class TanhNet(nn.Module):
     """A network with no `stacked_forward`: the engine must train it through vmap of `forward`."""
@@ -99,6 +107,8 @@ BOOL_FAMILIES = {
     "HyperBoolNet": lambda: [HyperBoolNet(), HyperBoolNet()],
     "NaiveBoolNet softplus": lambda: [NaiveBoolNet(2, activation="softplus"), NaiveBoolNet(3, activation="softplus")],
     "NaiveBoolNet leaky": lambda: [NaiveBoolNet(2, activation="leaky")],
+    "NaiveBoolNet softplus annealed": lambda: [NaiveBoolNet(2, activation="softplus", schedule="linear"),
+                                               NaiveBoolNet(4, activation="softplus", schedule="linear")],
 }
 
 
@@ -140,3 +150,21 @@ def test_rounds_with_uneven_lengths_stay_frozen_after_their_last_step():
         assert torch.equal(v[0], before[k][0]), "a round of length 0 must not move"
         assert not torch.equal(v[2], before[k][2])
 
+
+
+@pytest.mark.parametrize("name", ["sgd", "adam", "rmsprop", "adagrad"])
+def test_rounds_with_their_own_learning_rate_and_momentum_match_plain_loops(name):
+    """A grid of learning rates (and momenta) in one stack: each round ends where a plain torch.optim
+    loop with its own values ends, skipped steps included."""
+    templates = [NaiveBoolNet(2), NaiveBoolNet(5)]
+    rounds = ROUNDS * len(templates)
+    batches, active = bool_batches(rounds, 3 * STEPS, seed=6)
+    lr = torch.tensor([0.003, 0.03, 0.3, 0.01, 0.1, 1.0])
+    momentum = torch.tensor([0.0, 0.5, 0.9, 0.5, 0.0, 0.2]) if name in ("sgd", "rmsprop") else 0.0
+    check_against_plain(templates, batches, active, (name, lr, momentum))
+
+
+def test_per_round_learning_rates_on_cnn():
+    lr = torch.tensor([0.01, 0.1, 1.0])
+    check_against_plain([NaiveCNN(2)], cnn_batches(ROUNDS, STEPS, seed=7), torch.ones(STEPS, ROUNDS, dtype=torch.bool),
+                        ("sgd", lr, 0.5))
