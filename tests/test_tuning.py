@@ -111,7 +111,7 @@ def test_tuned_study_flags_are_checked_and_quick_files_written(tmp_path, capsys)
             "--out", tmp_path]
     assert cli.main(A.arguments(), A.jobs, [str(a) for a in argv]) == 0
     printed = capsys.readouterr().out
-    assert "learning rate chosen on the selection set" in printed and "SGD 1 - SGD (protocol lr) 1" in printed
+    assert "learning rate chosen on the selection set" in printed and "SGD 1 - SGD (protocol lr) 1" in printed and "Adam 1 - SGD (protocol lr) 1" in printed
     for e in ("cnn", "bool"):
         for figure in A.figures(e, A.PROTOCOLS[e]):
             assert (tmp_path / f"{figure.name}.png").stat().st_size > 10_000
