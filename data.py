@@ -1,47 +1,97 @@
 """Data of both experiments, drawn as batched tensors on any device.
 
-Experiment 1: sequences of 64 floats from U[-0.5, 0.5); a positive sequence has 1.0 written at
-positions i, i+1 and i+3 (i uniform in 0..LAST_START = 59), position i+2 keeps its noise.
-Experiment 2: points x ~ N(0, I2) labelled 1 iff both coordinates are positive.
+Experiment 1: sequences of `seq_len` floats from U[-0.5, 0.5). A pattern is a string of `1` (a position
+set to 1.0 in a positive sequence) and `0` (a position that keeps its noise: "any value"); the
+protocol's is `1101` in sequences of 64, placed at a start i uniform in 0..59 (i, i+1 and i+3 set to
+1.0). As in the original, a pattern never starts in the last window (64 - 4 = 60 is never drawn), so it
+must be shorter than the sequences. Experiment 2: points x ~ N(0, I2) labelled 1 iff both coordinates are positive.
 Every function takes a `torch.Generator`, so a run is reproducible from one seed.
 """
+from dataclasses import dataclass
+
 import torch
 from torch import Tensor
 
-SEQ_LEN = 64
-PATTERN = (1.0, 1.0, 0.0, 1.0)            # the kernel that solves experiment 1; 0 means "don't care"
-PATTERN_OFFSETS = (0, 1, 3)               # the positions of a match that are set to 1.0
-LAST_START = 59                           # the protocol's positives start at 0..59 inclusive
 MIN_POSITIVES = 4                         # experiment 2 skips a batch with fewer positives
+NOISE = 0.5                               # noise lies in [-NOISE, NOISE)
 
 
-def noise(shape: tuple[int, ...], gen: torch.Generator) -> Tensor:
-    """Sequences of U[-0.5, 0.5) noise, shape (*shape, 1, SEQ_LEN) (a channel dim, as Conv1d wants)."""
-    return torch.rand(*shape, 1, SEQ_LEN, generator=gen, device=gen.device).sub_(0.5)
+@dataclass(frozen=True)
+class Pattern:
+    """A pattern to detect, and the length of the sequences it is hidden in."""
+    text: str = "1101"
+    seq_len: int = 64
+
+    def __post_init__(self) -> None:
+        if not self.text or set(self.text) - {"0", "1"}:
+            raise ValueError(f"a pattern is a non-empty string of 1 and 0, got {self.text[:40]!r}")
+        if "1" not in self.text:
+            raise ValueError(f"a pattern needs at least one 1 (a position set to 1.0), got {self.text!r}")
+        if len(self.text) >= self.seq_len:
+            raise ValueError(f"the pattern ({len(self.text)} long) must be shorter than the sequences ({self.seq_len})")
+
+    @property
+    def size(self) -> int:
+        return len(self.text)
+
+    @property
+    def kernel(self) -> tuple[float, ...]:
+        """The filter that detects it: 1 where the pattern says 1, 0 where any value will do."""
+        return tuple(float(c) for c in self.text)
+
+    @property
+    def offsets(self) -> tuple[int, ...]:
+        """The positions of a match that are set to 1.0."""
+        return tuple(i for i, c in enumerate(self.text) if c == "1")
+
+    @property
+    def last_start(self) -> int:
+        """The last start a positive's pattern may take: the original never uses the last window."""
+        return self.seq_len - self.size - 1
+
+    def bias(self) -> float:
+        """Minus halfway between a match (score k, the number of 1s) and the best non-match. A window
+        that is not the match keeps noise (< 0.5) on at least one of its 1-positions: it overlaps the
+        planted 1.0s on at most m positions, m the largest overlap of the pattern's 1s with themselves
+        shifted, so it scores below m + (k - m) / 2."""
+        ones = set(self.offsets)
+        m = max((len(ones & {o + s for o in ones}) for s in range(1 - self.size, self.size) if s), default=0)
+        k = len(ones)
+        return -(k + (m + (k - m) * NOISE)) / 2
 
 
-def plant_pattern(x: Tensor, gen: torch.Generator) -> Tensor:
-    """Write 1.0 at offsets 0, 1 and 3 of a uniformly placed window in every sequence of x (in place)."""
-    start = torch.randint(0, LAST_START + 1, x.shape[:-1], generator=gen, device=gen.device)
-    offsets = torch.tensor(PATTERN_OFFSETS, device=x.device)
+PROTOCOL_PATTERN = Pattern()
+
+
+def noise(shape: tuple[int, ...], gen: torch.Generator, seq_len: int = PROTOCOL_PATTERN.seq_len) -> Tensor:
+    """Sequences of U[-0.5, 0.5) noise, shape (*shape, 1, seq_len) (a channel dim, as Conv1d wants)."""
+    return torch.rand(*shape, 1, seq_len, generator=gen, device=gen.device).sub_(NOISE)
+
+
+def plant_pattern(x: Tensor, gen: torch.Generator, pattern: Pattern = PROTOCOL_PATTERN) -> Tensor:
+    """Write 1.0 at the pattern's 1-positions of a uniformly placed window in every sequence of x (in place)."""
+    start = torch.randint(0, pattern.last_start + 1, x.shape[:-1], generator=gen, device=gen.device)
+    offsets = torch.tensor(pattern.offsets, device=x.device)
     return x.scatter_(-1, start[..., None] + offsets, 1.0)
 
 
-def pattern_pairs(shape: tuple[int, ...], gen: torch.Generator) -> tuple[Tensor, Tensor]:
+def pattern_pairs(shape: tuple[int, ...], gen: torch.Generator, pattern: Pattern = PROTOCOL_PATTERN
+                  ) -> tuple[Tensor, Tensor]:
     """One negative and one positive sequence per index of `shape`.
 
-    Returns x of shape (*shape, 2, 1, SEQ_LEN) and targets (*shape, 2) = [0, 1].
+    Returns x of shape (*shape, 2, 1, seq_len) and targets (*shape, 2) = [0, 1].
     """
-    x = noise((*shape, 2), gen)
-    plant_pattern(x[..., 1, :, :], gen)
+    x = noise((*shape, 2), gen, pattern.seq_len)
+    plant_pattern(x[..., 1, :, :], gen, pattern)
     y = torch.tensor([0.0, 1.0], device=x.device).expand(*shape, 2)
     return x, y
 
 
-def pattern_validation_set(pairs: int, gen: torch.Generator) -> tuple[Tensor, Tensor]:
-    """`pairs` negative/positive pairs as one flat set: x (2*pairs, 1, SEQ_LEN), y (2*pairs,)."""
-    x, y = pattern_pairs((pairs,), gen)
-    return x.reshape(2 * pairs, 1, SEQ_LEN), y.reshape(2 * pairs)
+def pattern_validation_set(pairs: int, gen: torch.Generator, pattern: Pattern = PROTOCOL_PATTERN
+                           ) -> tuple[Tensor, Tensor]:
+    """`pairs` negative/positive pairs as one flat set: x (2*pairs, 1, seq_len), y (2*pairs,)."""
+    x, y = pattern_pairs((pairs,), gen, pattern)
+    return x.reshape(2 * pairs, 1, pattern.seq_len), y.reshape(2 * pairs)
 
 
 def and_points(shape: tuple[int, ...], gen: torch.Generator) -> tuple[Tensor, Tensor]:

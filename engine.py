@@ -8,7 +8,11 @@ so with no weight decay no optimizer ever moves them.
 A network class may bring a hand-written `stacked_forward(params, *inputs)` that runs the whole
 padded stack in a few tensor ops (it must let a zero-padded unit change nothing downstream); any
 other class runs through `torch.func.vmap` of its plain `forward`, one group at a time, so a new
-model needs no extra code. The tests check every hand-written one against that vmap path.
+model needs no extra code. The tests check every hand-written one against that vmap path. When
+padding to the largest size would more than double the work (networks of 1 to 64 filters, say),
+training runs each group at its own size instead, so no round pays the largest network's cost.
+A stack can also be trained in blocks of rounds (`Stack.rows` / `Stack.put`), so that data drawn
+for a whole training run stays within a fixed memory budget whatever the number of rounds.
 
 One optimizer steps all rounds together: the update rules of torch.optim's SGD, Adam, RMSprop and
 Adagrad act elementwise, so every round follows exactly the trajectory it would follow alone; the
@@ -54,6 +58,19 @@ class Stack:
         rows = slice(group.start + start, group.start + stop)
         return {name: params[name][(rows, *(slice(0, n) for n in p.shape))]
                 for name, p in group.template.named_parameters()}
+
+    def rows(self, start: int, stop: int) -> "Stack":
+        """Rounds [start, stop) as a stack of their own (a copy; `put` writes it back)."""
+        groups = [Group(g.template, max(g.start, start) - start, min(g.stop, stop) - start)
+                  for g in self.groups if g.start < stop and g.stop > start]
+        return Stack({k: v[start:stop].clone() for k, v in self.params.items()},
+                     {k: v[start:stop] for k, v in self.masks.items()}, groups)
+
+    def put(self, part: "Stack", start: int) -> None:
+        """Write back the parameters of a block of rounds taken by `rows(start, ...)`."""
+        with torch.no_grad():
+            for k, v in part.params.items():
+                self.params[k][start:start + len(v)] = v
 
     def module(self, r: int) -> nn.Module:
         """Round r as a module of its own: a copy of its template holding round r's parameters."""
@@ -203,12 +220,14 @@ class Optimizer:
         self._descend(p, g, self.lr, total.sqrt().add_(eps))
 
 
-def make_optimizer(name: str, lr: float | Tensor, momentum: float | Tensor) -> Callable[[list[Tensor]], Optimizer]:
-    """A factory of the named optimizer; `momentum` applies to sgd and rmsprop. Either may be a tensor
-    of one value per round of the stack."""
+def make_optimizer(name: str, lr: float | Tensor, momentum: float | Tensor) -> Callable[..., Optimizer]:
+    """A factory `(params, rows=slice(None)) -> Optimizer` of the named optimizer; `momentum` applies to
+    sgd and rmsprop. Either may be a tensor of one value per round of the stack; `rows` picks the
+    values of a block of rounds trained on its own."""
     if name not in OPTIMIZERS:
         raise ValueError(f"unknown optimizer {name!r}")
-    return lambda params: Optimizer(params, name, lr, momentum)
+    cut = lambda v, rows: v[rows] if isinstance(v, Tensor) else v
+    return lambda params, rows=slice(None): Optimizer(params, name, cut(lr, rows), cut(momentum, rows))
 
 
 def vmap_forward(group: Group, params: dict[str, Tensor], inputs: tuple[Tensor, ...], shared: bool = False) -> Tensor:
@@ -222,22 +241,38 @@ def vmap_forward(group: Group, params: dict[str, Tensor], inputs: tuple[Tensor, 
     return vmap(call, in_dims=(0, None if shared else 0, *[0] * (len(inputs) - 1)))(params, *inputs)
 
 
+def padding_waste(stack: Stack) -> float:
+    """The work of the padded stack over the work of every group at its own size (parameters x rounds)."""
+    own = sum((g.stop - g.start) * sum(p.numel() for p in g.template.parameters()) for g in stack.groups)
+    padded = sum(p[0].numel() for p in stack.params.values()) * stack.rounds
+    return padded / own
+
+
+def per_group(stack: Stack) -> bool:
+    """Whether training runs group by group: no hand-written `stacked_forward`, or too much padding."""
+    return not hasattr(stack.groups[0].template, "stacked_forward") or padding_waste(stack) > 2
+
+
 def forward_of(stack: Stack) -> Callable[..., Tensor]:
-    """`forward(params, *inputs) -> logits (R, B)` for the whole (padded) stack: the class's own
-    `stacked_forward`, or else `vmap_forward` group by group on per-round inputs."""
+    """`forward(params, *inputs) -> logits (R, B)` for the whole stack: the class's own `stacked_forward`
+    on the padded stack, or group by group at each group's own size when padding would more than double
+    the work; `vmap_forward` group by group for a class without one."""
     template = stack.groups[0].template
-    if hasattr(template, "stacked_forward"):
+    if not per_group(stack):
         return template.stacked_forward
 
     def forward(params: dict[str, Tensor], *inputs: Tensor) -> Tensor:
-        return torch.cat([vmap_forward(g, stack.group_params(g, params=params), tuple(x[g.start:g.stop] for x in inputs))
-                          for g in stack.groups])
+        outs = []
+        for g in stack.groups:
+            own, xs = stack.group_params(g, params=params), tuple(x[g.start:g.stop] for x in inputs)
+            outs.append(g.template.stacked_forward(own, *xs) if hasattr(template, "stacked_forward")
+                        else vmap_forward(g, own, xs))
+        return torch.cat(outs)
     return forward
 
 
-def train(stack: Stack, batch: Callable[[int], Batch], steps: int,
-          optimizer: Callable[[list[Tensor]], Optimizer],
-          lengths: Tensor | None = None, on_step: Callable[[], object] | None = None) -> None:
+def train(stack: Stack, batch: Callable[[int], Batch], steps: int, optimizer: Callable[..., Optimizer],
+          lengths: Tensor | None = None, on_step: Callable[[], object] | None = None, rows: slice = slice(None)) -> None:
     """Train every round of the stack in place with binary cross-entropy on logits.
 
     `batch(step)` gives (inputs, y), each tensor with a leading round dim. Round r takes steps
@@ -245,21 +280,24 @@ def train(stack: Stack, batch: Callable[[int], Batch], steps: int,
     never trains again, its optimizer state after that does not matter. A network class with a
     `set_progress` method (an annealed surrogate) is told before every step how far each round is
     through its own training: a tensor (R,) that is 0 at a round's first step and 1 at its last.
+    `rows` says which rounds of the optimizer's per-round values this stack holds (a block of rounds).
     """
     names = [n for n, m in stack.masks.items() if m.any()]
     params = [stack.params[n].requires_grad_() for n in names]
     masked = [(p, stack.masks[n]) for p, n in zip(params, names) if not stack.masks[n].all()]
-    opt = optimizer(params)
+    opt = optimizer(params, rows)
     if lengths is not None:
         steps = min(steps, int(lengths.max()))
     for group in stack.groups:
         group.template.train()
     forward = forward_of(stack)
-    template = stack.groups[0].template
     last = (torch.full((stack.rounds,), steps) if lengths is None else lengths).to(stack.params[names[0]].device) - 1
+    annealed, grouped = hasattr(stack.groups[0].template, "set_progress"), per_group(stack)
     for step in range(steps):
-        if hasattr(template, "set_progress"):
-            template.set_progress((step / last.clamp(min=1)).clamp(max=1.0))
+        if annealed:
+            progress = (step / last.clamp(min=1)).clamp(max=1.0)
+            for g in stack.groups:              # each group's own rounds, or the whole padded stack's
+                g.template.set_progress(progress[g.start:g.stop] if grouped else progress)
         inputs, y = batch(step)
         logits = forward(stack.params, *inputs)
         loss = F.binary_cross_entropy_with_logits(logits, y, reduction="none").mean(1).sum()

@@ -109,8 +109,8 @@ class Data:
     def __init__(self, experiment: str, s: cli.Settings, gen: torch.Generator) -> None:
         self.experiment, self.gen = experiment, gen
         if experiment == "cnn":
-            self.validation = eval_cnn.shared_set(*data.pattern_validation_set(eval_cnn.VALIDATION_PAIRS, gen))
-            self.selection = eval_cnn.shared_set(*data.pattern_validation_set(s.selection, gen))
+            self.validation = eval_cnn.shared_set(*data.pattern_validation_set(eval_cnn.VALIDATION_PAIRS, gen, s.task()))
+            self.selection = eval_cnn.shared_set(*data.pattern_validation_set(s.selection, gen, s.task()))
         else:
             self.validation = eval_bool.fresh_points(gen)
             self.selection = eval_bool.fresh_points(gen, s.selection)

@@ -22,6 +22,7 @@ BATCH = 16
 EVAL_POINTS = 5000
 HARDCODED_EVAL_POINTS = 2_000_000      # its F1 is a reference line: measure it to about +-0.0002
 HYPER_WIDTH = 2
+DATA_BLOCK_BYTES = 128 * 2 ** 20       # the inputs of every step of a block of rounds, drawn at once
 
 FIGURE = report.Figure(
     name="bool_experiment", title="y = x1 > 0 AND x2 > 0", ylabel="macro-F1", solved_label="macro-F1 >= --solved-at",
@@ -47,22 +48,32 @@ class Settings(cli.Settings):
         return dataclasses.replace(super().quick(), max_width=min(self.max_width, self.min_width + 2))
 
     def memory_bytes(self) -> int:
-        """Every step's batches of a stack are drawn up front: a few (steps, rounds, 16, 2) float tensors;
-        the evaluation holds (256 rounds, 5000 points, width) floats."""
+        """A block of rounds' batches for every step are drawn at once: a few (steps, rounds, 16, 2)
+        float tensors, rounds at most `block_rounds`; the evaluation holds (256 rounds, 5000 points,
+        width) floats; the stack's parameters and optimizer state grow with the rounds."""
         rounds = self.rounds * len(self.widths())
-        return self.steps * rounds * BATCH * 4 * 4 * 3 + 256 * EVAL_POINTS * self.max_width * 4 * 3
+        block = min(rounds, block_rounds(self.steps)) * self.steps * BATCH * 2 * 4 * 3
+        return block + 256 * EVAL_POINTS * self.max_width * 4 * 3 + rounds * (4 * self.max_width + 1) * 4 * 8
 
 
 PROTOCOL = Settings(rounds=50, steps=500, lr=0.1, momentum=0.0, solved_at=0.948)
 
 
+def block_rounds(steps: int) -> int:
+    """How many rounds' training data fit DATA_BLOCK_BYTES (at least one)."""
+    return max(1, DATA_BLOCK_BYTES // (steps * BATCH * 2 * 4))
+
+
 def training_data(rounds: int, steps: int, gen: torch.Generator):
-    """All batches of all rounds, each round's skipped batches dropped; returns (batch, lengths)."""
+    """All batches of `rounds` rounds, each round's skipped batches dropped; returns (batch, lengths)."""
     x, y = data.and_points((steps, rounds, BATCH), gen)
     z = data.latents((steps, rounds), gen)
     lengths, order = data.drop_skipped(y.sum(-1) >= data.MIN_POSITIVES)
     kept = (order * rounds + torch.arange(rounds, device=gen.device)).flatten()     # (step, round) -> its batch
-    x, y, z = (t.flatten(0, 1).index_select(0, kept).view(t.shape) for t in (x, y, z))   # one gather, not 500
+    gather = lambda t: t.flatten(0, 1).index_select(0, kept).view(t.shape)       # one gather, not 500
+    x = gather(x)                                                                # each original freed in turn
+    y = gather(y)
+    z = gather(z)
     return (lambda step: ((x[step], z[step]), y[step])), lengths
 
 
@@ -79,14 +90,20 @@ def train(s: Settings, gen: torch.Generator, templates: list[torch.nn.Module], b
     """`s.rounds` fresh copies of each template, trained as the protocol says, skipped batches included
     (with `lrs`, each template's copies at their own learning rate)."""
     stack = engine.init_stack(templates, s.rounds, gen)
-    batches, lengths = training_data(stack.rounds, s.steps, gen)
+    optimizer = cli.optimizer_for(s, s.rounds, gen.device, lrs)
+    size = block_rounds(s.steps)
+    blocks = range(0, stack.rounds, size)
+    for start in blocks:                        # the data of one block of rounds at a time: bounded memory
+        part = stack.rows(start, min(start + size, stack.rounds))
+        batches, lengths = training_data(part.rounds, s.steps, gen)
 
-    def batch(step: int):
-        (x, z), y = batches(step)
-        return training_inputs(templates[0], x, z), y
-    engine.train(stack, batch, s.steps, cli.optimizer_for(s, s.rounds, gen.device, lrs), lengths=lengths,
-                 on_step=bar.update)
-    bar.update(s.steps - min(s.steps, int(lengths.max())))      # steps every round skipped
+        def batch(step: int):
+            (x, z), y = batches(step)
+            return training_inputs(templates[0], x, z), y
+        engine.train(part, batch, s.steps, optimizer, lengths=lengths, rows=slice(start, start + part.rounds),
+                     on_step=lambda: bar.update(1 / len(blocks)))
+        bar.update((s.steps - min(s.steps, int(lengths.max()))) / len(blocks))    # steps every round skipped
+        stack.put(part, start)
     return stack
 
 

@@ -3,6 +3,7 @@
 Naive CNNs (all weights learn) and RandomConv CNNs (frozen random filters) with 1..7 filters, and a
 HyperNetwork that generates a 5-parameter network, each trained 500 times with SGD, scored by
 validation accuracy on 1000 negative/positive pairs; the hard-coded kernel [1, 1, 0, 1] for scale.
+--pattern and --seq-len pose the same task with another pattern (the filters are as long as it).
 """
 import interrupts; interrupts.install()             # noqa: E702  (first: Ctrl-C during the imports too)
 import dataclasses
@@ -32,13 +33,24 @@ class Settings(cli.Settings):
     max_filters: int = cli.setting("largest filter count of the sweep", cli.positive, "at least 1", default=7)
     pool: str = cli.setting("pooling while training (evaluation always uses max)", choices=POOLS, default="max")
     temperature: float = cli.setting("temperature of --pool lse", cli.within(1e-4, 1e4), "in [1e-4, 1e4]", default=0.1)
+    pattern: str = cli.setting("the pattern: 1 is a position set to 1.0 in a positive sequence, 0 keeps its noise",
+                               default=data.PROTOCOL_PATTERN.text)
+    seq_len: int = cli.setting("length of the sequences", cli.within(1, 4096), "in [1, 4096]",
+                               default=data.PROTOCOL_PATTERN.seq_len)
 
     def filters(self) -> range:
         return cli.sweep_range(self.min_filters, self.max_filters, "min_filters", "max_filters")
 
+    def task(self) -> data.Pattern:
+        try:
+            return data.Pattern(self.pattern, self.seq_len)
+        except ValueError as e:
+            raise cli.UsageError(f"--pattern: {e}") from None
+
     def check(self) -> "Settings":
         super().check()
         self.filters()
+        self.task()
         return self
 
     def quick(self) -> "Settings":
@@ -46,7 +58,7 @@ class Settings(cli.Settings):
 
     def memory_bytes(self) -> int:
         """Naive and RandomConv train in one stack: a few (rounds, 2, filters, positions) float tensors."""
-        return 2 * self.rounds * len(self.filters()) * 2 * self.max_filters * data.SEQ_LEN * 4 * 4
+        return 2 * self.rounds * len(self.filters()) * 2 * self.max_filters * self.seq_len * 4 * 4
 
 
 PROTOCOL = Settings(rounds=500, steps=100, lr=0.1, momentum=0.5, solved_at=1.0)
@@ -55,9 +67,9 @@ PROTOCOL = Settings(rounds=500, steps=100, lr=0.1, momentum=0.5, solved_at=1.0)
 def model(s: Settings, family: str, filters: int) -> torch.nn.Module:
     """A fresh network of the family ("Naive", "RandomConv" or "HyperNetwork") as the settings say."""
     if family == "HyperNetwork":
-        return HyperCNN()
+        return HyperCNN(len(s.pattern))
     return NaiveCNN(filters, frozen_conv=family == "RandomConv", pool=s.pool, temperature=s.temperature,
-                    schedule=s.schedule)
+                    schedule=s.schedule, kernel_size=len(s.pattern))
 
 
 def train(s: Settings, gen: torch.Generator, templates: list[torch.nn.Module], bar: tqdm,
@@ -67,7 +79,7 @@ def train(s: Settings, gen: torch.Generator, templates: list[torch.nn.Module], b
     stack = engine.init_stack(templates, s.rounds, gen)
 
     def batch(step: int):
-        x, y = data.pattern_pairs((stack.rounds,), gen)
+        x, y = data.pattern_pairs((stack.rounds,), gen, s.task())
         z = data.latents((stack.rounds,), gen)          # drawn for every stack: one random stream for all
         return training_inputs(templates[0], x, z), y
     engine.train(stack, batch, s.steps, cli.optimizer_for(s, s.rounds, gen.device, lrs), on_step=bar.update)
@@ -94,9 +106,9 @@ def sweep(s: Settings, gen: torch.Generator, x_val, y_val, families=FAMILIES) ->
 
 
 def run(s: Settings, gen: torch.Generator) -> list[report.Row]:
-    x_val, y_val = data.pattern_validation_set(VALIDATION_PAIRS, gen)
+    x_val, y_val = data.pattern_validation_set(VALIDATION_PAIRS, gen, s.task())
     rows = sweep(s, gen, x_val, y_val)
-    net = hardcoded_cnn().to(gen.device)
+    net = hardcoded_cnn(s.task()).to(gen.device)
     score = cli.score_module(net, x_val, y_val, engine.accuracy)
     return rows + [report.Row("hardcoded", 1, net.final_size, 0, score)]
 

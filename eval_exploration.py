@@ -207,11 +207,11 @@ def combined(e: str, s: cli.Settings, wide: list[report.Row], explored: dict[str
 
 
 def run_cnn(s: CNNSearch, gen: torch.Generator) -> dict[str, list[report.Row]]:
-    x_val, y_val = data.pattern_validation_set(eval_cnn.VALIDATION_PAIRS, gen)
-    x_sel, y_sel = data.pattern_validation_set(s.selection, gen)
+    x_val, y_val = data.pattern_validation_set(eval_cnn.VALIDATION_PAIRS, gen, s.task())
+    x_sel, y_sel = data.pattern_validation_set(s.selection, gen, s.task())
     wide = eval_cnn.sweep(s, gen, x_val, y_val, families=("Naive",))
     sets = {"selection": eval_cnn.shared_set(x_sel, y_sel), "validation": eval_cnn.shared_set(x_val, y_val)}
-    draw = lambda size: eval_cnn.shared_set(*data.pattern_validation_set(size, gen))
+    draw = lambda size: eval_cnn.shared_set(*data.pattern_validation_set(size, gen, s.task()))
     return combined("cnn", s, wide, explore("cnn", s, gen, sets, draw, engine.accuracy, shared=True))
 
 

@@ -8,7 +8,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from data import PATTERN
+from data import PROTOCOL_PATTERN
 from models import SingleFilterCNN, TwoLayerBoolNet, pool_conv, trained_params, two_layer_stacked
 
 Z_DIM = 2
@@ -49,14 +49,17 @@ def training_inputs(net: nn.Module, x: Tensor, z: Tensor) -> tuple[Tensor, ...]:
 
 
 class HyperCNN(Hypernetwork):
-    """z -> Linear(2, 4) -> LeakyReLU(0.2) -> Linear(4, 4) -> one conv kernel; plus a learned bias."""
+    """z -> Linear(2, 4) -> LeakyReLU(0.2) -> Linear(4, kernel) -> one conv kernel; plus a learned bias."""
 
-    final_size = len(PATTERN) + 1          # the generated network: one kernel and one bias
-
-    def __init__(self) -> None:
+    def __init__(self, kernel_size: int = PROTOCOL_PATTERN.size) -> None:
         super().__init__()
-        self.generator = generator(4, len(PATTERN))
+        self.generator = generator(4, kernel_size)
         self.bias = nn.Parameter(torch.zeros(1))
+
+    @property
+    def final_size(self) -> int:
+        """The generated network: one kernel and one bias."""
+        return self.generator[2].out_features + 1
 
     def forward(self, x: Tensor, z: Tensor | None = None) -> Tensor:
         kernel = self.generator(self.latent(x, z)).view(1, 1, -1)
@@ -70,7 +73,7 @@ class HyperCNN(Hypernetwork):
     def stacked_generate(self, params: dict[str, Tensor], z: Tensor) -> dict[str, Tensor]:
         """`generate` for R generators (stacked params) and R latents: the SingleFilterCNN parameters, stacked."""
         kernel = stacked_generator(params, "generator", z)             # (R, K)
-        return {"kernel": kernel.view(-1, 1, 1, len(PATTERN)), "bias": params["bias"]}
+        return {"kernel": kernel[:, None, None], "bias": params["bias"]}
 
     def stacked_forward(self, params: dict[str, Tensor], x: Tensor, z: Tensor | None = None) -> Tensor:
         net = self.stacked_generate(params, self.latent(x, z, len(params["bias"])))

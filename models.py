@@ -18,7 +18,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from data import PATTERN
+from data import PROTOCOL_PATTERN, Pattern
 
 POOLS = ("max", "lse")
 ACTIVATIONS = ("relu", "softplus", "leaky")
@@ -129,9 +129,9 @@ class NaiveCNN(nn.Module):
     """
 
     def __init__(self, n_filters: int, frozen_conv: bool = False, pool: str = "max",
-                 temperature: float = 0.1, schedule: str = "fixed") -> None:
+                 temperature: float = 0.1, schedule: str = "fixed", kernel_size: int = PROTOCOL_PATTERN.size) -> None:
         super().__init__()
-        self.conv = nn.Conv1d(in_channels=1, out_channels=n_filters, kernel_size=len(PATTERN), bias=False)
+        self.conv = nn.Conv1d(in_channels=1, out_channels=n_filters, kernel_size=kernel_size, bias=False)
         self.decision = nn.Linear(n_filters, 1)
         self.conv.weight.requires_grad_(not frozen_conv)
         self.pool, self.temperature, self.schedule = pool, temperature, schedule
@@ -189,9 +189,10 @@ class SingleFilterCNN(nn.Module):
         return pooled[..., 0] + params["bias"]
 
 
-def hardcoded_cnn() -> SingleFilterCNN:
-    """Kernel [1, 1, 0, 1]: a match scores exactly 3, any other window at most 1.5; bias halfway."""
-    return SingleFilterCNN(torch.tensor(PATTERN), bias=-2.25)
+def hardcoded_cnn(pattern: Pattern = PROTOCOL_PATTERN) -> SingleFilterCNN:
+    """The pattern as a kernel ([1, 1, 0, 1] for the protocol's): a match scores exactly its number of
+    1s (3), any other window less (below 2); the bias sits halfway."""
+    return SingleFilterCNN(torch.tensor(pattern.kernel), bias=pattern.bias())
 
 
 # ----------------------------------------------------------------------------- experiment 2

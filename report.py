@@ -243,6 +243,7 @@ class Figure:
     models: tuple[str, ...] = MODELS # the model names its CSV may hold
     styles: tuple[tuple[str, dict], ...] = ()   # (series, matplotlib style) beyond the defaults
     table: bool = True               # print the table (a long grid prints its notes only)
+    draw: Callable[[list[Summary], list[Row], float], Callable[[Path], None]] | None = None  # a figure of its own
 
 
 def table(summaries: list[Summary]) -> str:

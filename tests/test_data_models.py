@@ -38,7 +38,7 @@ def test_hardcoded_kernel_separates_fresh_pairs_perfectly():
     with torch.no_grad():
         logits = hardcoded_cnn()(x)[:, 0]
     assert engine.accuracy(logits[None], y).item() == 1.0
-    assert logits[y == 1].min() == pytest.approx(3 - 2.25) and logits[y == 0].max() <= 1.5 - 2.25
+    assert logits[y == 1].min() == pytest.approx(3 - 2.5) and logits[y == 0].max() <= 1.5 - 2.5
 
 
 def test_and_points_labels_and_skip_rule():

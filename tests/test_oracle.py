@@ -168,3 +168,51 @@ def test_per_round_learning_rates_on_cnn():
     lr = torch.tensor([0.01, 0.1, 1.0])
     check_against_plain([NaiveCNN(2)], cnn_batches(ROUNDS, STEPS, seed=7), torch.ones(STEPS, ROUNDS, dtype=torch.bool),
                         ("sgd", lr, 0.5))
+
+
+GROUPED = {  # stacks padded to more than twice their work: trained group by group at each one's own size
+    "Naive 1, 1, 2, 12": (lambda: [NaiveCNN(1), NaiveCNN(1), NaiveCNN(2), NaiveCNN(12)], "cnn"),
+    "Naive lse annealed 1, 1, 9": (lambda: [NaiveCNN(n, pool="lse", temperature=0.5, schedule="linear") for n in (1, 1, 9)],
+                                   "cnn"),
+    "NaiveBoolNet 1, 1, 1, 16": (lambda: [NaiveBoolNet(1)] * 3 + [NaiveBoolNet(16)], "bool"),
+    "NaiveBoolNet softplus annealed 1, 1, 12": (lambda: [NaiveBoolNet(n, activation="softplus", schedule="linear")
+                                                         for n in (1, 1, 12)], "bool"),
+}
+
+
+@pytest.mark.parametrize("family", GROUPED)
+def test_size_grouped_training_matches_plain_loop(family):
+    make, experiment = GROUPED[family]
+    templates = make()
+    rounds = ROUNDS * len(templates)
+    gen = torch.Generator().manual_seed(0)
+    assert engine.per_group(engine.init_stack(templates, ROUNDS, gen)), "the stack must be trained group by group"
+    if experiment == "cnn":
+        stack = check_against_plain(templates, cnn_batches(rounds, STEPS), torch.ones(STEPS, rounds, dtype=torch.bool))
+    else:
+        batches, active = bool_batches(rounds, 3 * STEPS, seed=8)
+        stack = check_against_plain(templates, batches, active, ("sgd", 0.1, 0.0))
+    assert engine.padding_waste(stack) > 2
+
+
+def test_a_stack_trained_in_blocks_of_rounds_matches_plain_loops():
+    """Rounds trained as two blocks (rows / put), each with its slice of per-round learning rates."""
+    templates = [NaiveBoolNet(2), NaiveBoolNet(3)]
+    gen = torch.Generator().manual_seed(1)
+    stack = engine.init_stack(templates, ROUNDS, gen)
+    alone = [stack.module(r) for r in range(stack.rounds)]
+    batches, active = bool_batches(stack.rounds, 3 * STEPS, seed=9)
+    lengths, order = data.drop_skipped(active)
+    xs, ys = (torch.stack(t) for t in list(zip(*batches))[:2])
+    lr = torch.tensor([0.03, 0.1, 0.3, 1.0, 0.3, 0.1])
+    opt = engine.make_optimizer("sgd", lr, 0.0)
+    for start, stop in ((0, 4), (4, 6)):
+        part = stack.rows(start, stop)
+        each = torch.arange(start, stop)
+        batch = lambda s: ((xs[order[s, start:stop], each],), ys[order[s, start:stop], each])
+        engine.train(part, batch, len(batches), opt, lengths=lengths[start:stop], rows=slice(start, stop))
+        stack.put(part, start)
+    for r, module in enumerate(alone):
+        plain_train(module, [(x[r], y[r], None) for x, y, _ in batches], active[:, r], "sgd", float(lr[r]), 0.0)
+        for (name, p), (_, q) in zip(module.named_parameters(), stack.module(r).named_parameters()):
+            torch.testing.assert_close(q, p, rtol=1e-4, atol=1e-5, msg=f"round {r}, {name}")
