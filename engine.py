@@ -127,19 +127,30 @@ def init_stack(templates: list[nn.Module], rounds: int, gen: torch.Generator) ->
     if any(settings_of(t) != settings_of(templates[0]) for t in templates):
         raise ValueError("a stack holds networks of one class and one setting: "
                          + " vs ".join(sorted({repr(settings_of(t)) for t in templates})))
-    fresh = [_fresh(t, rounds, gen) for t in templates]
+    return assemble(templates, rounds, [_fresh(t, rounds, gen) for t in templates], gen.device)
+
+
+def stack_with(template: nn.Module, params: dict[str, Tensor]) -> Stack:
+    """A trainable stack of the template's class and size starting from given weights (R, ...) each,
+    trained where the template's parameters require it."""
+    rounds = len(next(iter(params.values())))
+    return assemble([template], rounds, [{k: v.detach().clone() for k, v in params.items()}], next(iter(params.values())).device)
+
+
+def assemble(templates: list[nn.Module], rounds: int, values: list[dict[str, Tensor]], device: torch.device) -> Stack:
+    """One group of `rounds` rounds per template, holding `values`, padded to the largest size."""
     params, masks, groups = {}, {}, []
     for name, p in templates[0].named_parameters():
         shape = [max(dict(t.named_parameters())[name].shape[i] for t in templates) for i in range(p.dim())]
-        params[name] = torch.zeros(len(templates) * rounds, *shape, device=gen.device)
+        params[name] = torch.zeros(len(templates) * rounds, *shape, device=device)
         masks[name] = torch.zeros_like(params[name])
-    for i, (template, values) in enumerate(zip(templates, fresh)):
+    for i, (template, value) in enumerate(zip(templates, values)):
         rows = slice(i * rounds, (i + 1) * rounds)
         for name, p in template.named_parameters():
             region = (rows, *(slice(0, n) for n in p.shape))
-            params[name][region] = values[name]
+            params[name][region] = value[name]
             masks[name][region] = float(p.requires_grad)
-        groups.append(Group(template.to(gen.device), rows.start, rows.stop))
+        groups.append(Group(template.to(device), rows.start, rows.stop))
     return Stack(params, masks, groups)
 
 

@@ -89,7 +89,12 @@ def train(s: Settings, gen: torch.Generator, templates: list[torch.nn.Module], b
           lrs: list[float] | None = None) -> engine.Stack:
     """`s.rounds` fresh copies of each template, trained as the protocol says, skipped batches included
     (with `lrs`, each template's copies at their own learning rate)."""
-    stack = engine.init_stack(templates, s.rounds, gen)
+    return fit(s, gen, engine.init_stack(templates, s.rounds, gen), bar, lrs)
+
+
+def fit(s: Settings, gen: torch.Generator, stack: engine.Stack, bar: tqdm, lrs: list[float] | None = None
+        ) -> engine.Stack:
+    """Train a given stack (groups of `s.rounds` rounds) in place, as `train` does."""
     optimizer = cli.optimizer_for(s, s.rounds, gen.device, lrs)
     size = block_rounds(s.steps)
     blocks = range(0, stack.rounds, size)
@@ -99,7 +104,7 @@ def train(s: Settings, gen: torch.Generator, templates: list[torch.nn.Module], b
 
         def batch(step: int):
             (x, z), y = batches(step)
-            return training_inputs(templates[0], x, z), y
+            return training_inputs(stack.groups[0].template, x, z), y
         engine.train(part, batch, s.steps, optimizer, lengths=lengths, rows=slice(start, start + part.rounds),
                      on_step=lambda: bar.update(1 / len(blocks)))
         bar.update((s.steps - min(s.steps, int(lengths.max()))) / len(blocks))    # steps every round skipped

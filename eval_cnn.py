@@ -76,12 +76,16 @@ def train(s: Settings, gen: torch.Generator, templates: list[torch.nn.Module], b
           lrs: list[float] | None = None) -> engine.Stack:
     """`s.rounds` fresh copies of each template, trained as the protocol says on fresh pairs (with `lrs`,
     each template's copies at their own learning rate)."""
-    stack = engine.init_stack(templates, s.rounds, gen)
+    return fit(s, gen, engine.init_stack(templates, s.rounds, gen), bar, lrs)
 
+
+def fit(s: Settings, gen: torch.Generator, stack: engine.Stack, bar: tqdm, lrs: list[float] | None = None
+        ) -> engine.Stack:
+    """Train a given stack (groups of `s.rounds` rounds) in place, as `train` does."""
     def batch(step: int):
         x, y = data.pattern_pairs((stack.rounds,), gen, s.task())
         z = data.latents((stack.rounds,), gen)          # drawn for every stack: one random stream for all
-        return training_inputs(templates[0], x, z), y
+        return training_inputs(stack.groups[0].template, x, z), y
     engine.train(stack, batch, s.steps, cli.optimizer_for(s, s.rounds, gen.device, lrs), on_step=bar.update)
     return stack
 
