@@ -35,7 +35,7 @@ import engine
 import eval_bool
 import eval_cnn
 import report
-from models import NaiveBoolNet, NaiveCNN, pool_conv, two_layer_stacked
+from models import NaiveBoolNet, NaiveCNN, pool_conv
 
 FLAGS = ["rounds", "steps", "lr", "momentum", "optimizer", "solved_at", "min_filters", "max_filters", "min_width",
          "max_width", "selection"]
@@ -233,6 +233,169 @@ def run_bool(s: eval_bool.Settings, gen: torch.Generator) -> list[report.Row]:
 
 
 def two_layer(params: dict[str, Tensor], x: Tensor) -> Tensor:
+    """Logits of width-2 NaiveBoolNets given their stacked parameters, evaluated with ReLU."""
     with torch.no_grad():
-        return two_layer_stacked(x, params["hidden.weight"].transpose(1, 2), params["output.weight"][:, 0],
-                                 params["output.bias"])
+        return NaiveBoolNet(2).eval().stacked_forward(params, x)
+
+
+# ----------------------------------------------------------------------------- what the rows say
+
+def by_count(rows: list[report.Row], model: str) -> dict[int, np.ndarray]:
+    """A model's scores per sweep value, in round order."""
+    out: dict[int, list[tuple[int, float]]] = {}
+    for r in rows:
+        if r.model == model:
+            out.setdefault(r.sweep, []).append((r.round, r.score))
+    return {n: np.array([v for _, v in sorted(pairs)]) for n, pairs in sorted(out.items())}
+
+
+def share_line(ax, counts, groups: dict[int, np.ndarray], test, label: str, **style) -> None:
+    """The share of rounds passing `test` against the sweep value, with its 95 % Wilson band."""
+    xs = [n for n in counts if n in groups]
+    if not xs:
+        return
+    hits = [int(test(groups[n]).sum()) for n in xs]
+    totals = [len(groups[n]) for n in xs]
+    ci = np.array([report.wilson_ci(h, t) for h, t in zip(hits, totals)]) * 100
+    line, = ax.plot(xs, [100 * h / t for h, t in zip(hits, totals)], marker="o", label=label, **style)
+    ax.fill_between(xs, ci[:, 0], ci[:, 1], color=line.get_color(), alpha=0.15)
+
+
+def profile(ax, groups: dict[int, np.ndarray], unit: str, low: float) -> None:
+    """The share of rounds scoring at least t, for every t (a performance profile), per sweep value."""
+    taus = np.linspace(low, 1.0, 301)
+    for i, (n, scores) in enumerate(groups.items()):
+        ax.plot(taus, [100 * (scores >= t).mean() for t in taus], color=f"C{i % 10}", label=f"{unit} {n}")
+    ax.set(xlabel="score threshold t", ylabel="rounds scoring at least t (%)", title="performance profile")
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize=7, ncol=2)
+
+
+def draw(experiment: str):
+    unit = "filters" if experiment == "cnn" else "width"
+
+    def figure(summaries, rows: list[report.Row], solved_at: float):
+        from matplotlib.figure import Figure as MplFigure
+        wide = by_count(rows, WIDE)
+        counts = list(wide)
+        solved = lambda v: v >= solved_at
+        panels = 6 if experiment == "cnn" else 3
+        fig = MplFigure(figsize=(6 * min(panels, 3), 4.8 * ((panels + 2) // 3)))
+        axes = fig.subplots((panels + 2) // 3, 3, squeeze=False).flatten()
+        ax = axes[0]
+        share_line(ax, counts, wide, solved, "wide network solves")
+        share_line(ax, counts, by_count(rows, HOLDS), lambda v: v > 0, "holds a unit that solves alone")
+        both = {n: (wide[n] >= solved_at) & (v > 0) for n, v in by_count(rows, HOLDS).items()}
+        share_line(ax, counts, both, lambda v: v, "solves and holds one")
+        ax.set(xlabel=unit, ylabel="rounds (%)", title="anatomy of the trained wide networks")
+        ax = axes[1]
+        share_line(ax, counts, wide, solved, "wide network")
+        share_line(ax, counts, by_count(rows, TICKET), solved, "best unit rewound, trained alone")
+        share_line(ax, counts, by_count(rows, CONTROL), solved, "random unit rewound, trained alone")
+        fresh = by_count(rows, FRESH)
+        for n, v in fresh.items():
+            ax.axhline(100 * solved(v).mean(), color="0.4", linestyle=":", label=f"fresh small network ({unit} {n})")
+        ax.set(xlabel=f"{unit} of the wide network", ylabel="solved (%)", title="the ticket test")
+        profile(axes[2], wide, unit, 0.5 if experiment == "cnn" else 0.7)
+        if experiment == "cnn":
+            ax = axes[3]
+            align = by_count(rows, ALIGN)
+            edges = np.array([-1.0, 0.6, 0.7, 0.8, 0.9, 1.0])
+            for i, n in enumerate(counts):
+                cos = 2 * align[n] - 1
+                bins = np.clip(np.digitize(cos, edges[1:-1]), 0, len(edges) - 2)
+                xs, ys, lo, hi = [], [], [], []
+                for b in range(len(edges) - 1):
+                    inside = bins == b
+                    if inside.sum() >= 10:
+                        k = int(solved(wide[n][inside]).sum())
+                        ci = report.wilson_ci(k, int(inside.sum()))
+                        xs.append(cos[inside].mean())
+                        ys.append(100 * k / inside.sum())
+                        lo.append(100 * ci[0])
+                        hi.append(100 * ci[1])
+                ys, lo, hi = map(np.array, (ys, lo, hi))
+                ax.errorbar(xs, ys, yerr=[ys - lo, hi - ys], marker="o", capsize=2, color=f"C{i}", label=f"{unit} {n}")
+            ax.set(xlabel="best cosine of an initial filter with the pattern's kernel (binned, >= 10 rounds a bin)",
+                   ylabel="solved (%)", title="exploration at initialization")
+            ax = axes[4]
+            share_line(ax, counts, wide, solved, "one Naive(n)")
+            share_line(ax, counts, by_count(rows, RESTARTS), solved, "best of n trained Naive(1)")
+            share_line(ax, counts, by_count(rows, INIT_CHOICE), solved, "best of n Naive(1) at init, trained alone")
+            ax.set(xlabel="n", ylabel="solved (%)", title="choosing at init: no width, no retraining")
+            ax = axes[5]
+            detectors = by_count(rows, DETECTORS)
+            means = [float((detectors[n] * n).mean()) for n in counts]
+            cis = [report.bootstrap_mean_ci(detectors[n] * n) for n in counts]
+            ax.errorbar(counts, means, yerr=[[m - c[0] for m, c in zip(means, cis)], [c[1] - m for m, c in zip(means, cis)]],
+                        marker="o", capsize=3, label="all networks")
+            solved_only = [float((detectors[n] * n)[solved(wide[n])].mean()) if solved(wide[n]).any() else np.nan
+                           for n in counts]
+            ax.plot(counts, solved_only, marker="s", label="solved networks")
+            ax.set(xlabel=unit, ylabel="filters that solve alone, per network", title="how many detectors")
+        for ax in axes[:2].tolist() + ([axes[3], axes[4], axes[5]] if experiment == "cnn" else []):
+            ax.grid(alpha=0.3)
+            ax.legend(fontsize=7)
+        fig.text(0.5, 0.005, "bands and bars: 95 % intervals (shares: Wilson; means: bootstrap over rounds)",
+                 ha="center", fontsize=8, color="0.4")
+        fig.tight_layout(rect=(0, 0.02, 1, 1))
+        return lambda tmp: fig.savefig(tmp, format="png", dpi=110)
+    return figure
+
+
+def notes(experiment: str) -> cli.Notes:
+    """The key differences with 95 % bootstrap intervals (solved share in points)."""
+    def text(rows: list[report.Row], solved_at: float) -> str:
+        wide = by_count(rows, WIDE)
+        lines = ["key differences a - b in solved share (points), 95 % bootstrap over rounds:"]
+
+        def diff(a: np.ndarray, b: np.ndarray, paired: bool) -> str:
+            d = report.difference_ci(a >= solved_at, b >= solved_at, paired)
+            return f"{100 * d[0]:+.1f} [{100 * d[1]:+.1f}, {100 * d[2]:+.1f}]"
+        holds = by_count(rows, HOLDS)
+        for n in [n for n in wide if n in holds]:
+            solved = wide[n] >= solved_at
+            share = f"{100 * (holds[n][solved] > 0).mean():.1f} %" if solved.any() else "-"
+            lines.append(f"  {n}: solved {100 * solved.mean():.1f} %, of which holding a unit that solves alone {share}")
+        tickets, controls, fresh = by_count(rows, TICKET), by_count(rows, CONTROL), by_count(rows, FRESH)
+        for n in tickets:
+            line = (f"  {n}: ticket - control (paired) {diff(tickets[n], controls[n], True)}; "
+                    f"ticket - wide (paired) {diff(tickets[n], wide[n], True)}")
+            for m, v in fresh.items():
+                line += f"; ticket - fresh {m} {diff(tickets[n], v, False)}"
+            lines.append(line)
+        if experiment == "cnn":
+            init, restarts = by_count(rows, INIT_CHOICE), by_count(rows, RESTARTS)
+            for n in init:
+                if n in wide:
+                    lines.append(f"  {n}: init-only choice - one Naive({n}) {diff(init[n], wide[n], False)}; "
+                                 f"init-only choice - best of {n} trained (paired) {diff(init[n], restarts[n], True)}")
+        return "\n".join(lines)
+    return text
+
+
+def figure(experiment: str) -> report.Figure:
+    script = eval_cnn if experiment == "cnn" else eval_bool
+    return dataclasses.replace(script.FIGURE, name=f"mechanism_{experiment}", views=(), models=MODELS[experiment],
+                               title=f"{script.FIGURE.title}: why width helps", draw=draw(experiment), table=False)
+
+
+def job(experiment: str, s: cli.Settings) -> cli.Job:
+    run = run_cnn if experiment == "cnn" else run_bool
+    return cli.Job((figure(experiment),), s, PROTOCOLS[experiment], lambda gen: {f"mechanism_{experiment}": run(s, gen)},
+                   notes={f"mechanism_{experiment}": notes(experiment)})
+
+
+def arguments() -> cli.Parser:
+    return cli.study_parser(Path(__file__).name, __doc__, PROTOCOLS, FLAGS)
+
+
+def jobs(args) -> list[cli.Job]:
+    chosen = cli.study_settings(args, PROTOCOLS)
+    if "bool" in chosen and chosen["bool"].max_width < 3:
+        raise cli.UsageError("--max-width must be at least 3: a width-2 sub-network needs a wider network")
+    return [job(e, s) for e, s in chosen.items()]
+
+
+if __name__ == "__main__":
+    sys.exit(cli.main(arguments(), jobs))
