@@ -32,6 +32,15 @@ def trained_params(module: nn.Module) -> int:
     return sum(p.numel() for p in module.parameters() if p.requires_grad)
 
 
+class Annealable:
+    """A network whose training surrogate may be annealed: before every step the engine tells it how far
+    training is (0 at the first step, 1 at the last; a float, or one value per round)."""
+    _progress: float | Tensor = 0.0
+
+    def set_progress(self, progress: float | Tensor) -> None:
+        self._progress = progress
+
+
 # ----------------------------------------------------------------------------- pooling over positions
 
 def annealed(temperature: float, schedule: str, progress: float | Tensor) -> float | Tensor:
@@ -120,7 +129,7 @@ def pool_conv(x: Tensor, w: Tensor, pool: str = "max", temperature: float | Tens
 
 # ----------------------------------------------------------------------------- experiment 1
 
-class NaiveCNN(nn.Module):
+class NaiveCNN(Annealable, nn.Module):
     """Conv1d(1 -> n filters, kernel 4, no bias) -> max over positions -> Linear(n -> 1).
 
     `frozen_conv=True` is RandomConv: the filters keep their random init, only `decision` learns.
@@ -135,11 +144,6 @@ class NaiveCNN(nn.Module):
         self.decision = nn.Linear(n_filters, 1)
         self.conv.weight.requires_grad_(not frozen_conv)
         self.pool, self.temperature, self.schedule = pool, temperature, schedule
-        self._progress: float | Tensor = 0.0
-
-    def set_progress(self, progress: float | Tensor) -> None:
-        """How far training is (0 at the first step, 1 at the last), for an annealed surrogate."""
-        self._progress = progress
 
     @property
     def trained_params(self) -> int:
@@ -205,7 +209,7 @@ def activate(h: Tensor, activation: str, temperature: float | Tensor = SOFTPLUS_
     return F.relu(h)
 
 
-class NaiveBoolNet(nn.Module):
+class NaiveBoolNet(Annealable, nn.Module):
     """Linear(2 -> width) -> ReLU -> Linear(width -> 1).
 
     `activation="softplus"|"leaky"` trains through a smooth surrogate of ReLU; softplus may be annealed
@@ -217,11 +221,6 @@ class NaiveBoolNet(nn.Module):
         self.hidden = nn.Linear(2, width)
         self.output = nn.Linear(width, 1)
         self.activation, self.schedule = activation, schedule
-        self._progress: float | Tensor = 0.0
-
-    def set_progress(self, progress: float | Tensor) -> None:
-        """How far training is (0 at the first step, 1 at the last), for an annealed surrogate."""
-        self._progress = progress
 
     @property
     def trained_params(self) -> int:
