@@ -8,9 +8,9 @@ import torch
 import cli
 import data
 import engine
-import eval_bool
 import eval_cnn
 import eval_mechanism as M
+import report
 from models import NaiveBoolNet, NaiveCNN
 
 
@@ -122,6 +122,6 @@ def test_quick_run_files_and_notes(tmp_path, capsys):
     assert "ticket - control (paired)" in printed and "init-only choice - one Naive(3)" in printed
     for e in ("cnn", "bool"):
         assert (tmp_path / f"mechanism_{e}.png").stat().st_size > 10_000
-    rows = eval_cnn.report.read_csv(tmp_path / "mechanism_cnn.csv", M.MODELS["cnn"])
+    rows = report.read_csv(tmp_path / "mechanism_cnn.csv", M.MODELS["cnn"])
     assert {r.model for r in rows} == set(M.MODELS["cnn"])
     assert cli.main(M.arguments(), M.jobs, ["--plot-only", "--out", str(tmp_path)]) == 0
