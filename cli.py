@@ -305,7 +305,7 @@ def execute(prog: str, jobs: list[Job], args: argparse.Namespace, argv: list[str
         for f in job.figures:
             summaries = report.summarize(rows[f.name], solved_at)
             paths = [out / f"{f.name}.{ext}" for ext in ("png", "csv", "json")]
-            drawn = f.draw(summaries, rows[f.name], solved_at) if f.draw else report.plot(summaries, f)
+            drawn = f.draw(summaries, rows[f.name], solved_at) if f.draw else report.plot(summaries, f, solved_at)
             files.update(zip(paths, (drawn, report.write_text(report.csv_text(rows[f.name])),
                                      report.write_text(report.json_text(info[f.name])))))
             printed += [report.table(summaries)] if f.table else []

@@ -25,7 +25,7 @@ HYPER_WIDTH = 2
 DATA_BLOCK_BYTES = 128 * 2 ** 20       # the inputs of every step of a block of rounds, drawn at once
 
 FIGURE = report.Figure(
-    name="bool_experiment", title="y = x1 > 0 AND x2 > 0", ylabel="macro-F1", solved_label="macro-F1 >= --solved-at",
+    name="bool_experiment", title="y = x1 > 0 AND x2 > 0", ylabel="macro-F1", solved_label="macro-F1 >= {solved_at:g}",
     views=(report.View("hidden width", lambda s: HYPER_WIDTH if s.model == "HyperNetwork" else s.sweep),))
 
 

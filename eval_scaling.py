@@ -205,7 +205,7 @@ def draw(summaries: list[report.Summary], rows: list[report.Row], solved_at: flo
 
 def figure(s: Scaling) -> report.Figure:
     return report.Figure(name="scaling_cnn", title=f"patterns: {s.family}", ylabel="validation accuracy (%)",
-                         solved_label="accuracy = 100 %", views=(), percent=True,
+                         solved_label="accuracy >= {solved_at:.1%}", views=(), percent=True,
                          models=tuple(name(p) for p in s.patterns()), draw=draw)
 
 

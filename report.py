@@ -237,7 +237,7 @@ class Figure:
     name: str                        # file stem in --out
     title: str
     ylabel: str
-    solved_label: str
+    solved_label: str                # what "solved" means; {solved_at} is the threshold of the run
     views: tuple[View, ...]
     percent: bool = False            # show scores in %
     models: tuple[str, ...] = MODELS # the model names its CSV may hold
@@ -266,7 +266,7 @@ STYLE = {"Naive": dict(color="C0", marker="o"), "RandomConv": dict(color="C1", m
          "hardcoded": dict(color="red", marker="x", linestyle="none", markersize=10, mew=2)}
 
 
-def plot(summaries: list[Summary], fig_spec: Figure) -> Callable[[Path], None]:
+def plot(summaries: list[Summary], fig_spec: Figure, solved_at: float) -> Callable[[Path], None]:
     """A row of two panels per view: the mean score with its 95 % interval, the solved share with its own;
     returns the writer of its PNG, for `write_unit`."""
     from matplotlib.figure import Figure as MplFigure        # no pyplot: no GUI backend, faster import
@@ -298,7 +298,7 @@ def plot(summaries: list[Summary], fig_spec: Figure) -> Callable[[Path], None]:
         prefix = f"{view.title}: " if view.title else ""
         left.set(title=prefix + fig_spec.title, xlabel=view.xlabel, ylabel=fig_spec.ylabel)
         right.set(title=prefix + "share of rounds solved", xlabel=view.xlabel,
-                  ylabel=f"solved (%): {fig_spec.solved_label}")
+                  ylabel=f"solved (%): {fig_spec.solved_label.format(solved_at=solved_at)}")
         for ax in (left, right):
             if view.log_x:
                 ax.set_xscale("log", base=view.log_x)
