@@ -288,9 +288,9 @@ def train(stack: Stack, batch: Callable[[int], Batch], steps: int, optimizer: Ca
 
     `batch(step)` gives (inputs, y), each tensor with a leading round dim. Round r takes steps
     0 .. lengths[r] - 1 and then stays untouched (default: all `steps`); since a finished round
-    never trains again, its optimizer state after that does not matter. A network class with a
-    `set_progress` method (an annealed surrogate) is told before every step how far each round is
-    through its own training: a tensor (R,) that is 0 at a round's first step and 1 at its last.
+    never trains again, its optimizer state after that does not matter. A network that `anneals` (a
+    surrogate whose temperature follows training) is told by `set_progress` before every step how far
+    each round is through its own training: a tensor (R,) that is 0 at a round's first step and 1 at its last.
     `rows` says which rounds of the optimizer's per-round values this stack holds (a block of rounds).
     """
     names = [n for n, m in stack.masks.items() if m.any()]
@@ -303,7 +303,7 @@ def train(stack: Stack, batch: Callable[[int], Batch], steps: int, optimizer: Ca
         group.template.train()
     forward = forward_of(stack)
     last = (torch.full((stack.rounds,), steps) if lengths is None else lengths).to(stack.params[names[0]].device) - 1
-    annealed, grouped = hasattr(stack.groups[0].template, "set_progress"), per_group(stack)
+    annealed, grouped = getattr(stack.groups[0].template, "anneals", False), per_group(stack)
     for step in range(steps):
         if annealed:
             progress = (step / last.clamp(min=1)).clamp(max=1.0)

@@ -51,11 +51,9 @@ class Tuning:
         return dataclasses.replace(super().quick(), tuning_rounds=min(self.tuning_rounds, 3))
 
     def memory_bytes(self) -> int:
-        """The grid's stack: len(GRID) x --tuning-rounds rounds per sweep point."""
-        return dataclasses.replace(self, rounds=len(GRID) * self.tuning_rounds).base_memory()
-
-    def base_memory(self) -> int:
-        return super().memory_bytes()
+        """The larger of the grid's stack (len(GRID) x --tuning-rounds rounds per sweep point) and the report's."""
+        grid = dataclasses.replace(self, rounds=len(GRID) * self.tuning_rounds)
+        return max(super().memory_bytes(), super(Tuning, grid).memory_bytes())
 
 
 @dataclasses.dataclass(frozen=True, kw_only=True)

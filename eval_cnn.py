@@ -82,8 +82,10 @@ def train(s: Settings, gen: torch.Generator, templates: list[torch.nn.Module], b
 def fit(s: Settings, gen: torch.Generator, stack: engine.Stack, bar: tqdm, lrs: list[float] | None = None
         ) -> engine.Stack:
     """Train a given stack (groups of `s.rounds` rounds) in place, as `train` does."""
+    task = s.task()
+
     def batch(step: int):
-        x, y = data.pattern_pairs((stack.rounds,), gen, s.task())
+        x, y = data.pattern_pairs((stack.rounds,), gen, task)
         z = data.latents((stack.rounds,), gen)          # drawn for every stack: one random stream for all
         return training_inputs(stack.groups[0].template, x, z), y
     engine.train(stack, batch, s.steps, cli.optimizer_for(s, s.rounds, gen.device, lrs), on_step=bar.update)

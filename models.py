@@ -37,6 +37,11 @@ class Annealable:
     training is (0 at the first step, 1 at the last; a float, or one value per round)."""
     _progress: float | Tensor = 0.0
 
+    @property
+    def anneals(self) -> bool:
+        """Whether its surrogate's temperature follows training's progress (else nobody need tell it)."""
+        return getattr(self, "schedule", "fixed") != "fixed"
+
     def set_progress(self, progress: float | Tensor) -> None:
         self._progress = progress
 
