@@ -160,6 +160,9 @@ def test_rounds_with_their_own_learning_rate_and_momentum_match_plain_loops(name
     rounds = ROUNDS * len(templates)
     batches, active = bool_batches(rounds, 3 * STEPS, seed=6)
     lr = torch.tensor([0.003, 0.03, 0.3, 0.01, 0.1, 1.0])
+    if name == "adam":          # at lr 1 this Adam run is chaotic: a one-ulp difference in a gradient (the
+        lr = lr / 3             # summation order of a batched matmul, which differs between CPUs) outgrows
+                                # any tolerance within 75 steps; the rule is checked where trajectories are stable
     momentum = torch.tensor([0.0, 0.5, 0.9, 0.5, 0.0, 0.2]) if name in ("sgd", "rmsprop") else 0.0
     check_against_plain(templates, batches, active, (name, lr, momentum))
 
