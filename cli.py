@@ -20,7 +20,6 @@ from pathlib import Path
 from typing import Any, Callable
 
 import torch
-from tqdm import tqdm
 
 import engine
 import report
@@ -71,7 +70,22 @@ def flag(name: str) -> str:
 
 
 @dataclass(frozen=True, kw_only=True)
-class Settings:
+class Checked:
+    """Settings whose fields declare their valid values (`setting`), all checked by `check`."""
+
+    def check(self) -> "Checked":
+        """Every field in its range (else UsageError); returns self."""
+        for f in fields(self):
+            rule, value = f.metadata["rule"], getattr(self, f.name)
+            if rule.choices is not None and value not in rule.choices:
+                raise UsageError(f"{flag(f.name)} must be one of {', '.join(rule.choices)}, got {value!r}")
+            if not rule.valid(value):
+                raise UsageError(f"{flag(f.name)} must be {rule.expect}, got {value}")
+        return self
+
+
+@dataclass(frozen=True, kw_only=True)
+class Settings(Checked):
     """The protocol's training and scoring settings that both experiments have (values: each its own)."""
     rounds: int = setting("independently initialised models per sweep point", positive, "a positive integer")
     steps: int = setting("training steps per model", positive, "a positive integer")
@@ -83,19 +97,6 @@ class Settings:
                             "at each round's last step", choices=SCHEDULES, default="fixed")
     solved_at: float = setting("a round is solved when its score is at least this", within(0, 1), "in [0, 1]")
 
-    def check(self) -> "Settings":
-        """Every field in its range (else UsageError); returns self."""
-        for f in fields(self):
-            rule, value = f.metadata["rule"], getattr(self, f.name)
-            if rule.choices is not None and value not in rule.choices:
-                raise UsageError(f"{flag(f.name)} must be one of {', '.join(rule.choices)}, got {value!r}")
-            if not rule.valid(value):
-                raise UsageError(f"{flag(f.name)} must be {rule.expect}, got {value}")
-        return self
-
-    def optimizer_factory(self) -> Callable[[list[torch.Tensor]], engine.Optimizer]:
-        return engine.make_optimizer(self.optimizer, self.lr, self.momentum)
-
     def quick(self) -> "Settings":
         """The settings of a smoke run of a few seconds."""
         return dataclasses.replace(self, rounds=min(self.rounds, 10))
@@ -103,6 +104,22 @@ class Settings:
     def memory_bytes(self) -> int:
         """About how much memory the largest step of the run takes (to refuse what cannot fit)."""
         raise NotImplementedError
+
+
+@dataclass(frozen=True, kw_only=True)
+class StudySettings(Checked):
+    """A study's own settings, kept beside an experiment's (never mixed into them)."""
+
+    def check_with(self, base: Settings) -> "StudySettings":
+        """Every field in its range and every rule that ties them to the experiment's settings."""
+        return self.check()
+
+    def quick(self) -> "StudySettings":
+        return self
+
+    def memory_bytes(self, base: Settings) -> int:
+        """About how much memory the study's largest step takes, given the experiment's settings."""
+        return base.memory_bytes()
 
 
 def sweep_range(low: int, high: int, low_name: str, high_name: str) -> range:
@@ -120,7 +137,7 @@ def add_settings(p: Parser, defaults: Settings, names: list[str] | None = None) 
                            choices=rule.choices, help=rule.help)
 
 
-def add_overrides(p: Parser, defaults: dict[str, Settings], names: list[str]) -> None:
+def add_overrides(p: Parser, defaults: dict[str, Checked], names: list[str]) -> None:
     """One flag per name for a study of several experiments: given, it applies to every experiment
     that has that setting; not given, each keeps its own default (listed in the help)."""
     for name in names:
@@ -132,7 +149,7 @@ def add_overrides(p: Parser, defaults: dict[str, Settings], names: list[str]) ->
                        help=f"{rule.help} (default: {values})")
 
 
-def overridden(defaults: Settings, args: argparse.Namespace) -> Settings:
+def overridden(defaults: Checked, args: argparse.Namespace) -> Checked:
     """`defaults` with every field that the command line gave (a study's overrides) replaced."""
     given = {f.name: getattr(args, f.name) for f in fields(defaults) if getattr(args, f.name, None) is not None}
     return dataclasses.replace(defaults, **given)
@@ -176,31 +193,27 @@ Notes = Callable[[list[report.Row], float], str]        # (rows, solved_at) -> l
 
 @dataclass
 class Job:
-    """One experiment of a script: its checked settings, the protocol's, how to run it and draw it.
-
-    `run` gives the rows of each figure (by name); the figures' files are written as one unit.
+    """One experiment of a script: its checked settings (and a study's own), the protocol's, how to run
+    it and draw it. `run` gives the rows of each figure (by name); the figures' files are written as one unit.
     """
     figures: tuple[report.Figure, ...]
     settings: Settings
     protocol: Settings
     run: Callable[[torch.Generator], dict[str, list[report.Row]]]
     notes: dict[str, Notes] = field(default_factory=dict)
-    record: dict | None = None          # what the JSON says was run (default: the settings)
-    need: int | None = None             # bytes its largest step needs (default: the settings')
+    study: StudySettings | None = None
+    study_protocol: StudySettings | None = None
+    record: dict = field(default_factory=dict)      # what the study adds to the JSON (chosen rates, ...)
 
     def recorded(self) -> dict:
-        return self.record if self.record is not None else dataclasses.asdict(self.settings)
+        own = {} if self.study is None else {"study": dataclasses.asdict(self.study)}
+        return {**dataclasses.asdict(self.settings), **own, **self.record}
+
+    def at_defaults(self) -> bool:
+        return self.settings == self.protocol and self.study == self.study_protocol
 
     def memory_bytes(self) -> int:
-        return self.need if self.need is not None else self.settings.memory_bytes()
-
-
-def optimizer_for(s: Settings, rounds: int, device: torch.device, lrs: list[float] | None = None
-                  ) -> Callable[[list[torch.Tensor]], engine.Optimizer]:
-    """The settings' optimizer; with `lrs`, one learning rate per group of `rounds` rounds (a grid in one stack)."""
-    if lrs is None:
-        return s.optimizer_factory()
-    return engine.make_optimizer(s.optimizer, torch.tensor(lrs, device=device).repeat_interleave(rounds), s.momentum)
+        return self.settings.memory_bytes() if self.study is None else self.study.memory_bytes(self.settings)
 
 
 def single(figure: report.Figure, s: Settings, protocol: Settings, run: Callable[[Settings, torch.Generator], list]) -> Job:
@@ -244,10 +257,9 @@ def folder(prog: str, jobs: list[Job], args: argparse.Namespace) -> Path:
     folder under runs/ named by a digest of every effective setting, the seed and --quick."""
     if args.out is not None:
         return args.out
-    if not args.quick and args.seed == 0 and all(job.settings == job.protocol for job in jobs):
+    if not args.quick and args.seed == 0 and all(job.at_defaults() for job in jobs):
         return COMMITTED
-    what = json.dumps([[job.figures[0].name, dataclasses.asdict(job.settings)] for job in jobs] + [args.seed, args.quick],
-                      sort_keys=True)
+    what = json.dumps([[job.figures[0].name, job.recorded()] for job in jobs] + [args.seed, args.quick], sort_keys=True)
     return RUNS / f"{Path(prog).stem}-{hashlib.sha256(what.encode()).hexdigest()[:12]}"
 
 
@@ -292,7 +304,7 @@ def execute(prog: str, jobs: list[Job], args: argparse.Namespace, argv: list[str
     for job in jobs:
         solved_at = job.settings.solved_at
         if args.plot_only:
-            rows = {f.name: report.read_csv(src / f"{f.name}.csv", f.models) for f in job.figures}
+            rows = {f.name: report.read_csv(src / f"{f.name}.csv", f.models, f.columns) for f in job.figures}
             info = {f.name: {**read_settings(src / f"{f.name}.json"),
                              "replotted": {"from": str(src / f"{f.name}.csv"), "solved_at": solved_at, "command": command}}
                     for f in job.figures}
@@ -303,12 +315,12 @@ def execute(prog: str, jobs: list[Job], args: argparse.Namespace, argv: list[str
             info = {f.name: ran for f in job.figures}
         files = {}
         for f in job.figures:
-            summaries = report.summarize(rows[f.name], solved_at)
+            summaries = report.summarize(rows[f.name], solved_at, f.columns)
             paths = [out / f"{f.name}.{ext}" for ext in ("png", "csv", "json")]
             drawn = f.draw(summaries, rows[f.name], solved_at) if f.draw else report.plot(summaries, f, solved_at)
-            files.update(zip(paths, (drawn, report.write_text(report.csv_text(rows[f.name])),
+            files.update(zip(paths, (drawn, report.write_text(report.csv_text(rows[f.name], f.columns)),
                                      report.write_text(report.json_text(info[f.name])))))
-            printed += [report.table(summaries)] if f.table else []
+            printed += [report.table(summaries, f.columns)] if f.table else []
             printed += [job.notes[f.name](rows[f.name], solved_at)] if f.name in job.notes else []
             printed.append("wrote " + ", ".join(map(str, paths)))
         report.write_unit(files)
@@ -350,40 +362,38 @@ def main(p: Parser, jobs_of: Callable[[argparse.Namespace], list[Job]], argv: li
     return 0
 
 
-def study_parser(prog: str, doc: str, protocols: dict[str, Settings], names: list[str]) -> Parser:
-    """The flags of a study of several experiments: the settings `names`, each given value applied to
-    every experiment (and every variant) that has it, --experiment, and the run flags."""
+def study_parser(prog: str, doc: str, protocols: dict[str, Settings], names: list[str],
+                 own: dict[str, StudySettings] | None = None) -> Parser:
+    """The flags of a study: the experiment settings `names` and the study's own settings, each given value
+    applied to every experiment that has it (not given, each keeps its own default, listed in the help),
+    --experiment when the study runs more than one, and the run flags."""
     p = parser(prog, doc)
     add_overrides(p, protocols, names)
-    p.add_argument("--experiment", choices=(*protocols, "all"), default="all", help="which experiments to run")
+    if own:
+        add_overrides(p, own, [f.name for f in fields(next(iter(own.values())))])
+    if len(protocols) > 1:
+        p.add_argument("--experiment", choices=(*protocols, "all"), default="all", help="which experiments to run")
     add_run_flags(p)
     return p
 
 
-def study_settings(args: argparse.Namespace, protocols: dict[str, Settings]) -> dict[str, Settings]:
-    """The checked settings of every experiment the study runs (all of them checked before any trains)."""
-    chosen = protocols if args.experiment == "all" else {args.experiment: protocols[args.experiment]}
-    return {e: settings_of(args, protocol) for e, protocol in chosen.items()}
+def study_settings(args: argparse.Namespace, protocols: dict[str, Settings],
+                   own: dict[str, StudySettings] | None = None) -> dict[str, tuple[Settings, StudySettings | None]]:
+    """The checked settings, the experiment's and the study's own, of every experiment the study runs (all
+    checked before any trains); a study flag that no experiment it runs can apply is refused."""
+    chosen = [e for e in protocols if getattr(args, "experiment", "all") in (e, "all")]
+    out = {}
+    for e in chosen:
+        base = settings_of(args, protocols[e])
+        study = None
+        if own is not None:
+            study = overridden(own[e], args).check_with(base)
+            study = (study.quick() if args.quick else study).check_with(base)
+        out[e] = (base, study)
+    return out
 
 
 def settings_of(args: argparse.Namespace, defaults: Settings) -> Settings:
     """A single experiment's settings from its flags, reduced by --quick, checked."""
     s = overridden(defaults, args).check()
     return (s.quick() if args.quick else s).check()
-
-
-def bar(total: int, desc: str) -> tqdm:
-    return tqdm(total=total, desc=desc, unit="step")
-
-
-def rows_of(stack: engine.Stack, labels: list[tuple[str, int]], scored: tuple[torch.Tensor, torch.Tensor]) -> list[report.Row]:
-    """One row per round; labels[i] = (model, sweep value) of the stack's i-th group."""
-    scores, diverged = (t.tolist() for t in scored)
-    return [report.Row(model, sweep, group.template.final_size, r - group.start, scores[r], diverged[r])
-            for group, (model, sweep) in zip(stack.groups, labels) for r in range(group.start, group.stop)]
-
-
-@torch.no_grad()
-def score_module(net: torch.nn.Module, x: torch.Tensor, y: torch.Tensor, score) -> float:
-    """Score one plain module (a hard-coded network) with the metric the stacks are scored with."""
-    return score(net.eval()(x)[:, 0][None], y).item()

@@ -83,7 +83,17 @@ class Stack:
         return module
 
 
-def stack_of(template: nn.Module, params: dict[str, Tensor]) -> Stack:
+    def per_round(self, values: float | list[float]) -> float | Tensor:
+        """A hyperparameter as the optimizer takes it: one value for all rounds stays a float; a list of one
+        value per group becomes a tensor of one value per round."""
+        if not isinstance(values, (list, tuple)):
+            return values
+        device = next(iter(self.params.values())).device
+        sizes = torch.tensor([g.stop - g.start for g in self.groups], device=device)
+        return torch.tensor(values, dtype=torch.float32, device=device).repeat_interleave(sizes)
+
+
+def frozen_stack(template: nn.Module, params: dict[str, Tensor]) -> Stack:
     """A stack of given networks of the template's class and size (to evaluate, not to train)."""
     rounds = len(next(iter(params.values())))
     return Stack(params, {name: torch.zeros_like(p) for name, p in params.items()}, [Group(template, 0, rounds)])
@@ -130,7 +140,7 @@ def init_stack(templates: list[nn.Module], rounds: int, gen: torch.Generator) ->
     return assemble(templates, rounds, [_fresh(t, rounds, gen) for t in templates], gen.device)
 
 
-def stack_with(template: nn.Module, params: dict[str, Tensor]) -> Stack:
+def trainable_stack(template: nn.Module, params: dict[str, Tensor]) -> Stack:
     """A trainable stack of the template's class and size starting from given weights (R, ...) each,
     trained where the template's parameters require it."""
     rounds = len(next(iter(params.values())))
@@ -330,6 +340,19 @@ def train(stack: Stack, batch: Callable[[int], Batch], steps: int, optimizer: Ca
             on_step()
     for p in params:
         p.requires_grad_(False)
+
+
+@dataclass
+class Scorer:
+    """What a stack is scored on: `data(start, stop)` gives (inputs, y) for rounds [start, stop) (with
+    `shared`, one batch for every round), and the metric."""
+    data: Callable[[int, int], Batch]
+    metric: Callable[[Tensor, Tensor], Tensor]
+    shared: bool = False
+
+    def __call__(self, stack: Stack) -> tuple[Tensor, Tensor]:
+        """The scores (R,) and which rounds diverged (R,)."""
+        return evaluate(stack, self.data, self.metric, self.shared)
 
 
 @torch.no_grad()

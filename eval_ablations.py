@@ -98,7 +98,7 @@ def parse(model: str) -> tuple[str, float]:
 
 
 def sweep_of(experiment: str, s: cli.Settings) -> range:
-    return s.filters() if experiment == "cnn" else s.widths()
+    return s.sizes() if experiment == "cnn" else s.sizes()
 
 
 class Data:
@@ -106,16 +106,12 @@ class Data:
 
     def __init__(self, experiment: str, s: cli.Settings, gen: torch.Generator) -> None:
         self.experiment, self.gen = experiment, gen
-        if experiment == "cnn":
-            self.validation = eval_cnn.shared_set(*data.pattern_validation_set(eval_cnn.VALIDATION_PAIRS, gen, s.task()))
-            self.selection = eval_cnn.shared_set(*data.pattern_validation_set(s.selection, gen, s.task()))
-        else:
-            self.validation = eval_bool.fresh_points(gen)
-            self.selection = eval_bool.fresh_points(gen, s.selection)
+        script = EXPERIMENTS[experiment]
+        self.validation = script.validation(s, gen)
+        self.selection = script.selection(s, gen, s.selection)
 
     def score(self, stack: engine.Stack, on: str) -> tuple[torch.Tensor, torch.Tensor]:
-        metric = engine.accuracy if self.experiment == "cnn" else engine.macro_f1
-        return engine.evaluate(stack, getattr(self, on), metric, shared=self.experiment == "cnn")
+        return getattr(self, on)(stack)
 
 
 def trained(experiment: str, s: cli.Settings, d: Data, bar, sweep: list[int], lrs: list[float] | None = None
@@ -123,7 +119,7 @@ def trained(experiment: str, s: cli.Settings, d: Data, bar, sweep: list[int], lr
     """`s.rounds` fresh Naive networks per sweep value, trained in one stack (each value at its own
     learning rate of `lrs`, if given; else at the settings')."""
     script = EXPERIMENTS[experiment]
-    return script.train(s, d.gen, [script.model(s, "Naive", n) for n in sweep], bar, lrs)
+    return script.train(s, d.gen, [script.model(s, "Naive", n) for n in sweep], bar, lr=lrs)
 
 
 def choose(scores: dict[float, float]) -> float:
@@ -135,7 +131,7 @@ def tune(experiment: str, name: str, v: cli.Settings, d: Data, bar) -> tuple[lis
     """The grid of one variant scored on the selection set, and the learning rate chosen per sweep value."""
     points = [(n, lr) for lr in GRID for n in sweep_of(experiment, v)]
     stack = trained(experiment, dataclasses.replace(v, rounds=v.tuning_rounds), d, bar, *map(list, zip(*points)))
-    rows = cli.rows_of(stack, [(grid_name(name, lr), n) for n, lr in points], d.score(stack, "selection"))
+    rows = report.rows_of(stack, [(grid_name(name, lr), n) for n, lr in points], d.score(stack, "selection"))
     means = {(r.sweep, parse(r.model)[1]): [] for r in rows}
     for r in rows:
         means[(r.sweep, parse(r.model)[1])].append(r.score)
@@ -153,21 +149,21 @@ def job(experiment: str, base: cli.Settings) -> cli.Job:
         d = Data(experiment, base, gen)
         grid, report_rows = [], []
         steps = len(tuned) * 2 * base.steps + base.steps + LONGER * base.steps
-        with cli.bar(steps, f"ablations ({experiment})") as bar:
+        with report.bar(steps, f"ablations ({experiment})") as bar:
             for name, v in tuned.items():
                 rows, chosen = tune(experiment, name, v, d, bar)
                 record["chosen_lr"][name] = chosen           # the JSON says which rate each point ran at
                 grid += rows
                 stack = trained(experiment, v, d, bar, list(chosen), list(chosen.values()))
-                report_rows += cli.rows_of(stack, [(name, n) for n in chosen], d.score(stack, "validation"))
+                report_rows += report.rows_of(stack, [(name, n) for n in chosen], d.score(stack, "validation"))
             for name, v in refs.items():
                 stack = trained(experiment, v, d, bar, list(sweep_of(experiment, v)))
-                report_rows += cli.rows_of(stack, [(name, n) for n in sweep_of(experiment, v)],
+                report_rows += report.rows_of(stack, [(name, n) for n in sweep_of(experiment, v)],
                                            d.score(stack, "validation"))
         return {f"tuning_{experiment}": grid, f"ablation_{experiment}": report_rows}
     return cli.Job(figures(experiment, base), base, PROTOCOLS[experiment], run,
                    notes={f"tuning_{experiment}": tuning_notes(experiment), f"ablation_{experiment}": ablation_notes(experiment)},
-                   record=record, need=max(v.memory_bytes() for v in (*tuned.values(), *refs.values())))
+                   record=record)
 
 
 def figures(experiment: str, base: cli.Settings) -> tuple[report.Figure, report.Figure]:
@@ -236,7 +232,7 @@ def arguments() -> cli.Parser:
 
 
 def jobs(args) -> list[cli.Job]:
-    return [job(e, base) for e, base in cli.study_settings(args, PROTOCOLS).items()]
+    return [job(e, base) for e, (base, _) in cli.study_settings(args, PROTOCOLS).items()]
 
 
 if __name__ == "__main__":

@@ -9,7 +9,6 @@ import dataclasses
 import sys
 
 import torch
-from tqdm import tqdm
 
 import cli
 import data
@@ -18,8 +17,16 @@ import report
 from hypernet import HyperBoolNet, training_inputs
 from models import ACTIVATIONS, NaiveBoolNet, hardcoded_bool_net
 
-BATCH = 16
+# ----------------------------------------------------------------------------- what a study needs of it
+NAME = "bool"
+FAMILIES = ("Naive", "HyperNetwork")
 EVAL_POINTS = 5000
+METRIC = engine.macro_f1
+SMALL = 2                                   # the smallest network that solves the task: width 2
+SIZE = "width"                              # what the sweep value counts
+SELECTION_UNIT = "points per round"         # what a selection-set size counts
+
+BATCH = 16
 HARDCODED_EVAL_POINTS = 2_000_000      # its F1 is a reference line: measure it to about +-0.0002
 HYPER_WIDTH = 2
 DATA_BLOCK_BYTES = 128 * 2 ** 20       # the inputs of every step of a block of rounds, drawn at once
@@ -36,12 +43,13 @@ class Settings(cli.Settings):
     activation: str = cli.setting("activation while training (evaluation always uses ReLU)", choices=ACTIVATIONS,
                                   default="relu")
 
-    def widths(self) -> range:
+    def sizes(self) -> range:
+        """The sweep: hidden widths."""
         return cli.sweep_range(self.min_width, self.max_width, "min_width", "max_width")
 
     def check(self) -> "Settings":
         super().check()
-        self.widths()
+        self.sizes()
         return self
 
     def quick(self) -> "Settings":
@@ -51,7 +59,7 @@ class Settings(cli.Settings):
         """A block of rounds' batches for every step are drawn at once: a few (steps, rounds, 16, 2)
         float tensors, rounds at most `block_rounds`; the evaluation holds (256 rounds, 5000 points,
         width) floats; the stack's parameters and optimizer state grow with the rounds."""
-        rounds = self.rounds * len(self.widths())
+        rounds = self.rounds * len(self.sizes())
         block = min(rounds, block_rounds(self.steps)) * self.steps * BATCH * 2 * 4 * 3
         return block + 256 * EVAL_POINTS * self.max_width * 4 * 3 + rounds * (4 * self.max_width + 1) * 4 * 8
 
@@ -77,25 +85,44 @@ def training_data(rounds: int, steps: int, gen: torch.Generator):
     return (lambda step: ((x[step], z[step]), y[step])), lengths
 
 
-def fresh_points(gen: torch.Generator, count: int = EVAL_POINTS):
-    """`engine.evaluate`'s data: `count` fresh points for every round (hypernetworks at z = 0)."""
-    def points(start: int, stop: int):
-        x, y = data.and_points((stop - start, count), gen)
-        return (x,), y
-    return points
+def points(count: int, gen: torch.Generator, cycle: int | None) -> engine.Scorer:
+    """`count` fresh points for every round, scored by macro-F1 (hypernetworks at z = 0). With `cycle`,
+    the points of `cycle` rounds are drawn at once and row i of a stack is scored on round i % cycle's
+    (every candidate of a round on the same points); without, drawn as the rounds are scored."""
+    if cycle is None:
+        def fresh(start: int, stop: int):
+            x, y = data.and_points((stop - start, count), gen)
+            return (x,), y
+        return engine.Scorer(fresh, METRIC)
+    x, y = data.and_points((cycle, count), gen)
+
+    def of_round(start: int, stop: int):
+        rows = torch.arange(start, stop, device=x.device) % cycle
+        return (x[rows],), y[rows]
+    return engine.Scorer(of_round, METRIC)
 
 
-def train(s: Settings, gen: torch.Generator, templates: list[torch.nn.Module], bar: tqdm,
-          lrs: list[float] | None = None) -> engine.Stack:
+def validation(s: Settings, gen: torch.Generator, cycle: int | None = None) -> engine.Scorer:
+    """The protocol's validation data: 5000 fresh points per round."""
+    return points(EVAL_POINTS, gen, cycle)
+
+
+def selection(s: Settings, gen: torch.Generator, size: int, cycle: int | None = None) -> engine.Scorer:
+    """A fresh selection set: `size` points per round."""
+    return points(size, gen, cycle)
+
+
+def train(s: Settings, gen: torch.Generator, templates: list[torch.nn.Module], bar,
+          lr: list[float] | None = None, momentum: list[float] | None = None) -> engine.Stack:
     """`s.rounds` fresh copies of each template, trained as the protocol says, skipped batches included
-    (with `lrs`, each template's copies at their own learning rate)."""
-    return fit(s, gen, engine.init_stack(templates, s.rounds, gen), bar, lrs)
+    (with `lr` or `momentum`, one value per template, each template's copies at their own)."""
+    return fit(s, gen, engine.init_stack(templates, s.rounds, gen), bar, lr, momentum)
 
 
-def fit(s: Settings, gen: torch.Generator, stack: engine.Stack, bar: tqdm, lrs: list[float] | None = None
-        ) -> engine.Stack:
-    """Train a given stack (groups of `s.rounds` rounds) in place, as `train` does."""
-    optimizer = cli.optimizer_for(s, s.rounds, gen.device, lrs)
+def fit(s: Settings, gen: torch.Generator, stack: engine.Stack, bar,
+        lr: list[float] | None = None, momentum: list[float] | None = None) -> engine.Stack:
+    """Train a given stack in place, as `train` does (`lr`, `momentum`: one value per group of the stack)."""
+    optimizer = engine.make_optimizer(s.optimizer, stack.per_round(lr or s.lr), stack.per_round(momentum or s.momentum))
     size = block_rounds(s.steps)
     blocks = range(0, stack.rounds, size)
     for start in blocks:                        # the data of one block of rounds at a time: bounded memory
@@ -117,22 +144,21 @@ def model(s: Settings, family: str, width: int) -> torch.nn.Module:
     return HyperBoolNet() if family == "HyperNetwork" else NaiveBoolNet(width, activation=s.activation, schedule=s.schedule)
 
 
-def sweep(s: Settings, gen: torch.Generator, families=("Naive", "HyperNetwork")) -> list[report.Row]:
+def sweep(s: Settings, gen: torch.Generator, scorer: engine.Scorer, families=FAMILIES) -> list[report.Row]:
     """Train and score `s.rounds` models per width of each family; one row per model."""
     rows = []
-    with cli.bar(len(families) * s.steps, "eval_bool") as bar:
+    with report.bar(len(families) * s.steps, "eval_bool") as bar:
         for family in families:
-            stack = train(s, gen, [model(s, family, w) for w in s.widths()], bar)
-            scored = engine.evaluate(stack, fresh_points(gen), engine.macro_f1)
-            rows += cli.rows_of(stack, [(family, w) for w in s.widths()], scored)
+            stack = train(s, gen, [model(s, family, w) for w in s.sizes()], bar)
+            rows += report.rows_of(stack, [(family, w) for w in s.sizes()], scorer(stack))
     return rows
 
 
 def run(s: Settings, gen: torch.Generator) -> list[report.Row]:
-    rows = sweep(s, gen)
+    rows = sweep(s, gen, validation(s, gen))
     net = hardcoded_bool_net().to(gen.device)
     x, y = data.and_points((HARDCODED_EVAL_POINTS,), gen)
-    score = cli.score_module(net, x, y, engine.macro_f1)
+    score = report.score_module(net, x, y, METRIC)
     return rows + [report.Row("hardcoded", HYPER_WIDTH, net.final_size, 0, score)]
 
 

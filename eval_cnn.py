@@ -10,7 +10,6 @@ import dataclasses
 import sys
 
 import torch
-from tqdm import tqdm
 
 import cli
 import data
@@ -19,8 +18,14 @@ import report
 from hypernet import HyperCNN, training_inputs
 from models import POOLS, NaiveCNN, hardcoded_cnn
 
-VALIDATION_PAIRS = 1000
+# ----------------------------------------------------------------------------- what a study needs of it
+NAME = "cnn"
 FAMILIES = ("Naive", "RandomConv", "HyperNetwork")
+VALIDATION_PAIRS = 1000
+METRIC = engine.accuracy
+SMALL = 1                                   # the smallest network that solves the task: one filter
+SIZE = "filters"                            # what the sweep value counts
+SELECTION_UNIT = "pairs of sequences"       # what a selection-set size counts
 
 FIGURE = report.Figure(
     name="cnn_experiment", title="[1, 1, 0, 1] in sequence", ylabel="validation accuracy (%)",
@@ -38,7 +43,8 @@ class Settings(cli.Settings):
     seq_len: int = cli.setting("length of the sequences", cli.within(1, 4096), "in [1, 4096]",
                                default=data.PROTOCOL_PATTERN.seq_len)
 
-    def filters(self) -> range:
+    def sizes(self) -> range:
+        """The sweep: filter counts."""
         return cli.sweep_range(self.min_filters, self.max_filters, "min_filters", "max_filters")
 
     def task(self) -> data.Pattern:
@@ -49,7 +55,7 @@ class Settings(cli.Settings):
 
     def check(self) -> "Settings":
         super().check()
-        self.filters()
+        self.sizes()
         self.task()
         return self
 
@@ -58,7 +64,7 @@ class Settings(cli.Settings):
 
     def memory_bytes(self) -> int:
         """Naive and RandomConv train in one stack: a few (rounds, 2, filters, positions) float tensors."""
-        return 2 * self.rounds * len(self.filters()) * 2 * self.max_filters * self.seq_len * 4 * 4
+        return 2 * self.rounds * len(self.sizes()) * 2 * self.max_filters * self.seq_len * 4 * 4
 
 
 PROTOCOL = Settings(rounds=500, steps=100, lr=0.1, momentum=0.5, solved_at=1.0)
@@ -72,50 +78,61 @@ def model(s: Settings, family: str, filters: int) -> torch.nn.Module:
                     schedule=s.schedule, kernel_size=len(s.pattern))
 
 
-def train(s: Settings, gen: torch.Generator, templates: list[torch.nn.Module], bar: tqdm,
-          lrs: list[float] | None = None) -> engine.Stack:
-    """`s.rounds` fresh copies of each template, trained as the protocol says on fresh pairs (with `lrs`,
-    each template's copies at their own learning rate)."""
-    return fit(s, gen, engine.init_stack(templates, s.rounds, gen), bar, lrs)
+def train(s: Settings, gen: torch.Generator, templates: list[torch.nn.Module], bar,
+          lr: list[float] | None = None, momentum: list[float] | None = None) -> engine.Stack:
+    """`s.rounds` fresh copies of each template, trained as the protocol says on fresh pairs (with `lr`
+    or `momentum`, one value per template, each template's copies at their own)."""
+    return fit(s, gen, engine.init_stack(templates, s.rounds, gen), bar, lr, momentum)
 
 
-def fit(s: Settings, gen: torch.Generator, stack: engine.Stack, bar: tqdm, lrs: list[float] | None = None
-        ) -> engine.Stack:
-    """Train a given stack (groups of `s.rounds` rounds) in place, as `train` does."""
+def fit(s: Settings, gen: torch.Generator, stack: engine.Stack, bar,
+        lr: list[float] | None = None, momentum: list[float] | None = None) -> engine.Stack:
+    """Train a given stack in place, as `train` does (`lr`, `momentum`: one value per group of the stack)."""
     task = s.task()
 
     def batch(step: int):
         x, y = data.pattern_pairs((stack.rounds,), gen, task)
         z = data.latents((stack.rounds,), gen)          # drawn for every stack: one random stream for all
         return training_inputs(stack.groups[0].template, x, z), y
-    engine.train(stack, batch, s.steps, cli.optimizer_for(s, s.rounds, gen.device, lrs), on_step=bar.update)
+    optimizer = engine.make_optimizer(s.optimizer, stack.per_round(lr or s.lr), stack.per_round(momentum or s.momentum))
+    engine.train(stack, batch, s.steps, optimizer, on_step=bar.update)
     return stack
 
 
-def shared_set(x: torch.Tensor, y: torch.Tensor):
-    """`engine.evaluate`'s data: the same sequences for every round (hypernetworks at z = 0)."""
-    return lambda start, stop: ((x,), y)
+def shared_set(x: torch.Tensor, y: torch.Tensor) -> engine.Scorer:
+    """The same sequences for every round (hypernetworks at z = 0), scored by accuracy."""
+    return engine.Scorer(lambda start, stop: ((x,), y), METRIC, shared=True)
 
 
-def sweep(s: Settings, gen: torch.Generator, x_val, y_val, families=FAMILIES) -> list[report.Row]:
+def validation(s: Settings, gen: torch.Generator, cycle: int | None = None) -> engine.Scorer:
+    """The protocol's validation set: 1000 negative/positive pairs, drawn once, shared by every network
+    (`cycle`, the rounds of a candidate-major stack, changes nothing here)."""
+    return selection(s, gen, VALIDATION_PAIRS)
+
+
+def selection(s: Settings, gen: torch.Generator, size: int, cycle: int | None = None) -> engine.Scorer:
+    """A fresh selection set of `size` negative/positive pairs, shared by every network."""
+    return shared_set(*data.pattern_validation_set(size, gen, s.task()))
+
+
+def sweep(s: Settings, gen: torch.Generator, scorer: engine.Scorer, families=FAMILIES) -> list[report.Row]:
     """Train and score `s.rounds` models per filter count of each family; one row per model."""
     convs = [f for f in families if f != "HyperNetwork"]             # Naive and RandomConv share one stack
-    stacks = [[(f, n) for f in group for n in s.filters()] for group in (convs, ["HyperNetwork"])
+    stacks = [[(f, n) for f in group for n in s.sizes()] for group in (convs, ["HyperNetwork"])
               if set(group) & set(families)]
     rows = []
-    with cli.bar(len(stacks) * s.steps, "eval_cnn") as bar:
+    with report.bar(len(stacks) * s.steps, "eval_cnn") as bar:
         for labels in stacks:
             stack = train(s, gen, [model(s, f, n) for f, n in labels], bar)
-            scored = engine.evaluate(stack, shared_set(x_val, y_val), engine.accuracy, shared=True)
-            rows += cli.rows_of(stack, labels, scored)
+            rows += report.rows_of(stack, labels, scorer(stack))
     return rows
 
 
 def run(s: Settings, gen: torch.Generator) -> list[report.Row]:
     x_val, y_val = data.pattern_validation_set(VALIDATION_PAIRS, gen, s.task())
-    rows = sweep(s, gen, x_val, y_val)
+    rows = sweep(s, gen, shared_set(x_val, y_val))
     net = hardcoded_cnn(s.task()).to(gen.device)
-    score = cli.score_module(net, x_val, y_val, engine.accuracy)
+    score = report.score_module(net, x_val, y_val, METRIC)
     return rows + [report.Row("hardcoded", 1, net.final_size, 0, score)]
 
 

@@ -104,9 +104,9 @@ class Scored:
         return Scored(self.scores[:, start:stop], self.diverged[:, start:stop])
 
 
-def scored(stack: engine.Stack, rounds: int, data_, score, shared: bool) -> Scored:
+def scored(stack: engine.Stack, rounds: int, scorer: engine.Scorer) -> Scored:
     """A candidate-major stack (row c * rounds + r is candidate c of round r) scored -> (rounds, C) each."""
-    return Scored(*(t.view(-1, rounds).t() for t in engine.evaluate(stack, data_, score, shared)))
+    return Scored(*(t.view(-1, rounds).t() for t in scorer(stack)))
 
 
 def train_candidates(e: str, s: cli.Settings, gen: torch.Generator, bar: tqdm) -> tuple[engine.Stack, dict[str, int]]:
@@ -129,7 +129,7 @@ def by_family(candidates: Scored, counts: dict[str, int]) -> dict[str, Scored]:
     return out
 
 
-def hypotheses(e: str, s: cli.Settings, gen: torch.Generator, bar: tqdm, sets: dict, score, shared: bool
+def hypotheses(e: str, s: cli.Settings, gen: torch.Generator, bar: tqdm, sets: dict
                ) -> tuple[dict[str, Scored], int]:
     """Train the HyperNetwork; the networks it generates at z = 0 (column 0) and at --samples latents
     z ~ N(0, I), scored on each set of `sets`, and its trained parameter count."""
@@ -138,8 +138,8 @@ def hypotheses(e: str, s: cli.Settings, gen: torch.Generator, bar: tqdm, sets: d
     rounds, dev = s.rounds, gen.device
     z = torch.cat([torch.zeros(rounds, Z_DIM, device=dev), data.latents((s.samples * rounds,), gen, Z_DIM)])
     tiled = {name: p.repeat(1 + s.samples, *([1] * (p.dim() - 1))) for name, p in stack.params.items()}
-    generated = engine.stack_of(hyper.generate(torch.zeros(Z_DIM, device=dev)), hyper.stacked_generate(tiled, z))
-    return {name: scored(generated, rounds, d, score, shared) for name, d in sets.items()}, hyper.trained_params
+    generated = engine.frozen_stack(hyper.generate(torch.zeros(Z_DIM, device=dev)), hyper.stacked_generate(tiled, z))
+    return {name: scored(generated, rounds, d) for name, d in sets.items()}, hyper.trained_params
 
 
 def powers_of_two(top: int) -> list[int]:
@@ -147,15 +147,15 @@ def powers_of_two(top: int) -> list[int]:
     return sorted({2 ** i for i in range(top.bit_length()) if 2 ** i <= top} | {top})
 
 
-def explore(e: str, s: cli.Settings, gen: torch.Generator, sets: dict, draw_selection, score, shared: bool
+def explore(e: str, s: cli.Settings, gen: torch.Generator, sets: dict, draw_selection
             ) -> dict[str, list[report.Row]]:
     """The rows of both figures. `sets` holds the "selection" and "validation" data; after all training,
     `draw_selection(size)` draws the larger fresh selection sets of the selection-noise figure."""
     small, script = SMALL[e], SCRIPTS[e]
-    with cli.bar(2 * s.steps, f"exploration ({e})") as bar:
+    with report.bar(2 * s.steps, f"exploration ({e})") as bar:
         stack, counts = train_candidates(e, s, gen, bar)
-        pools = {name: by_family(scored(stack, s.rounds, d, score, shared), counts) for name, d in sets.items()}
-        generated, hyper_params = hypotheses(e, s, gen, bar, sets, score, shared)
+        pools = {name: by_family(scored(stack, s.rounds, d), counts) for name, d in sets.items()}
+        generated, hyper_params = hypotheses(e, s, gen, bar, sets)
     rows = []
     for family in counts:
         sel, val = pools["selection"][family], pools["validation"][family]
@@ -167,17 +167,17 @@ def explore(e: str, s: cli.Settings, gen: torch.Generator, sets: dict, draw_sele
     for k in powers_of_two(s.samples):
         rows += val.rows(SEEDS, k, hyper_params, pick(sel.scores, k))
     return {f"exploration_{e}": rows, f"exploration_selection_{e}": selection_noise(e, s, stack, counts, pools,
-                                                                                   draw_selection, score, shared)}
+                                                                                   draw_selection)}
 
 
 def selection_noise(e: str, s: cli.Settings, stack: engine.Stack, counts: dict[str, int], pools: dict,
-                    draw_selection, score, shared: bool) -> list[report.Row]:
+                    draw_selection) -> list[report.Row]:
     """Best of the largest k chosen on selection sets of growing size, and the oracle bound, per family."""
     small, script = SMALL[e], SCRIPTS[e]
     sizes = [factor * s.selection for factor in SELECTION_SCALE[e]]
     choices = {sizes[0]: pools["selection"]}
     for size in sizes[1:]:
-        choices[size] = by_family(scored(stack, s.rounds, draw_selection(size), score, shared), counts)
+        choices[size] = by_family(scored(stack, s.rounds, draw_selection(size)), counts)
     rows = []
     for family, count in counts.items():
         val, budget = pools["validation"][family], count * script.model(s, family, small).trained_params
@@ -206,32 +206,13 @@ def combined(e: str, s: cli.Settings, wide: list[report.Row], explored: dict[str
             for name, rows in explored.items()}
 
 
-def run_cnn(s: CNNSearch, gen: torch.Generator) -> dict[str, list[report.Row]]:
-    x_val, y_val = data.pattern_validation_set(eval_cnn.VALIDATION_PAIRS, gen, s.task())
-    x_sel, y_sel = data.pattern_validation_set(s.selection, gen, s.task())
-    wide = eval_cnn.sweep(s, gen, x_val, y_val, families=("Naive",))
-    sets = {"selection": eval_cnn.shared_set(x_sel, y_sel), "validation": eval_cnn.shared_set(x_val, y_val)}
-    draw = lambda size: eval_cnn.shared_set(*data.pattern_validation_set(size, gen, s.task()))
-    return combined("cnn", s, wide, explore("cnn", s, gen, sets, draw, engine.accuracy, shared=True))
-
-
-def per_round(x: Tensor, y: Tensor):
-    """`engine.evaluate`'s data for a candidate-major stack: row i is scored on round i % R's own points."""
-    rounds = x.shape[0]
-
-    def points(start: int, stop: int):
-        rows = torch.arange(start, stop, device=x.device) % rounds
-        return (x[rows],), y[rows]
-    return points
-
-
-def run_bool(s: BoolSearch, gen: torch.Generator) -> dict[str, list[report.Row]]:
-    wide = eval_bool.sweep(s, gen, families=("Naive",))
-    x_val, y_val = data.and_points((s.rounds, eval_bool.EVAL_POINTS), gen)
-    x_sel, y_sel = data.and_points((s.rounds, s.selection), gen)
-    sets = {"selection": per_round(x_sel, y_sel), "validation": per_round(x_val, y_val)}
-    draw = lambda size: per_round(*data.and_points((s.rounds, size), gen))
-    return combined("bool", s, wide, explore("bool", s, gen, sets, draw, engine.macro_f1, shared=False))
+def run(e: str, s: cli.Settings, gen: torch.Generator) -> dict[str, list[report.Row]]:
+    script = SCRIPTS[e]
+    validation = script.validation(s, gen, cycle=s.rounds)
+    wide = script.sweep(s, gen, validation, families=("Naive",))
+    sets = {"selection": script.selection(s, gen, s.selection, cycle=s.rounds), "validation": validation}
+    draw = lambda size: script.selection(s, gen, size, cycle=s.rounds)
+    return combined(e, s, wide, explore(e, s, gen, sets, draw))
 
 
 def label(model: str, sweep: int) -> str:
@@ -322,8 +303,7 @@ def selection_figure(e: str) -> report.Figure:
 
 
 def job(e: str, s: cli.Settings) -> cli.Job:
-    run = {"cnn": run_cnn, "bool": run_bool}[e]
-    return cli.Job((figure(e), selection_figure(e)), s, PROTOCOLS[e], lambda gen: run(s, gen),
+    return cli.Job((figure(e), selection_figure(e)), s, PROTOCOLS[e], lambda gen: run(e, s, gen),
                    notes={f"exploration_{e}": comparisons(e), f"exploration_selection_{e}": selection_comparisons(e)})
 
 
@@ -332,7 +312,7 @@ def arguments() -> cli.Parser:
 
 
 def jobs(args) -> list[cli.Job]:
-    return [job(e, s) for e, s in cli.study_settings(args, PROTOCOLS).items()]
+    return [job(e, s) for e, (s, _) in cli.study_settings(args, PROTOCOLS).items()]
 
 
 if __name__ == "__main__":

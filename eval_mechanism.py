@@ -112,11 +112,11 @@ def run_cnn(s: CNNAnatomy, gen: torch.Generator) -> list[report.Row]:
     x_sel, y_sel = data.pattern_validation_set(s.selection, gen, task)
     kernel = torch.tensor(task.kernel, device=gen.device)
     val = eval_cnn.shared_set(x_val, y_val)
-    score = lambda stack: engine.evaluate(stack, val, engine.accuracy, shared=True)[0]
-    counts = list(s.filters())
+    score = lambda stack: val(stack)[0]
+    counts = list(s.sizes())
     top = max(counts)
     rows = []
-    with cli.bar(4 * s.steps, "mechanism (cnn)") as bar:
+    with report.bar(4 * s.steps, "mechanism (cnn)") as bar:
         wide = engine.init_stack([eval_cnn.model(s, "Naive", n) for n in counts], s.rounds, gen)
         start = {k: v.clone() for k, v in wide.params.items()}
         eval_cnn.fit(s, gen, wide, bar)
@@ -135,7 +135,7 @@ def run_cnn(s: CNNAnatomy, gen: torch.Generator) -> list[report.Row]:
             picks.append(sel.argmax(1))                                                  # chosen on the selection set
             randoms.append(torch.randint(0, n, (g.stop - g.start,), generator=gen, device=gen.device))
         for name, chosen in ((TICKET, picks), (CONTROL, randoms)):
-            stack = engine.stack_with(NaiveCNN(1, kernel_size=len(s.pattern)), rewound_filters(start, wide, chosen))
+            stack = engine.trainable_stack(NaiveCNN(1, kernel_size=len(s.pattern)), rewound_filters(start, wide, chosen))
             eval_cnn.fit(s, gen, stack, bar)
             scores = score(stack)
             for i, n in enumerate(counts):
@@ -169,8 +169,8 @@ def init_search(s: CNNAnatomy, gen: torch.Generator, top: int, x_sel, y_sel, val
         before = accuracy_of(pooled, y_sel, threshold, direction).view(s.rounds, top)    # chosen on this alone
     eval_cnn.fit(s, gen, pool, bar)
     by_round = lambda t: t.view(top, s.rounds).t()
-    after = by_round(engine.evaluate(pool, eval_cnn.shared_set(x_sel, y_sel), engine.accuracy, shared=True)[0])
-    validation = by_round(engine.evaluate(pool, val, engine.accuracy, shared=True)[0])
+    after = by_round(eval_cnn.shared_set(x_sel, y_sel)(pool)[0])
+    validation = by_round(val(pool)[0])
     rows = []
     for n in range(1, top + 1):
         for name, chooser in ((INIT_CHOICE, before), (RESTARTS, after)):
@@ -196,18 +196,18 @@ def pair_params(params: dict[str, Tensor], pairs: Tensor) -> dict[str, Tensor]:
 
 
 def run_bool(s: eval_bool.Settings, gen: torch.Generator) -> list[report.Row]:
-    widths = [w for w in s.widths() if w >= 3]
+    widths = [w for w in s.sizes() if w >= 3]
     if not widths:
         raise cli.UsageError("--max-width must be at least 3: a width-2 sub-network needs a wider network")
     rows = []
-    with cli.bar(3 * s.steps, "mechanism (bool)") as bar:
-        wide = engine.init_stack([eval_bool.model(s, "Naive", w) for w in s.widths()], s.rounds, gen)
+    with report.bar(3 * s.steps, "mechanism (bool)") as bar:
+        wide = engine.init_stack([eval_bool.model(s, "Naive", w) for w in s.sizes()], s.rounds, gen)
         start = {k: v.clone() for k, v in wide.params.items()}
         eval_bool.fit(s, gen, wide, bar)
         x_val, y_val = data.and_points((wide.rounds, eval_bool.EVAL_POINTS), gen)
         wide_scores = engine.evaluate(wide, lambda a, b: ((x_val[a:b],), y_val[a:b]), engine.macro_f1)[0]
         chosen, randoms = [], []
-        for g, w in zip(wide.groups, s.widths()):
+        for g, w in zip(wide.groups, s.sizes()):
             rows += rows_of(WIDE, w, 4 * w + 1, wide_scores[g.start:g.stop])
             if w < 3:
                 continue
@@ -221,13 +221,13 @@ def run_bool(s: eval_bool.Settings, gen: torch.Generator) -> list[report.Row]:
             shuffled = torch.rand(g.stop - g.start, w, generator=gen, device=gen.device).argsort(1)[:, :2]
             randoms.append(pair_params({k: start[k][g.start:g.stop] for k in start}, shuffled))
         for name, parts in ((TICKET, chosen), (CONTROL, randoms)):
-            stack = engine.stack_with(NaiveBoolNet(2), {k: torch.cat([p[k] for p in parts]) for k in parts[0]})
+            stack = engine.trainable_stack(NaiveBoolNet(2), {k: torch.cat([p[k] for p in parts]) for k in parts[0]})
             eval_bool.fit(s, gen, stack, bar)
-            scores = engine.evaluate(stack, eval_bool.fresh_points(gen), engine.macro_f1)[0]
+            scores = eval_bool.validation(s, gen)(stack)[0]
             for i, w in enumerate(widths):
                 rows += rows_of(name, w, 9, scores[i * s.rounds:(i + 1) * s.rounds])
-        if 2 in s.widths():
-            g = wide.groups[list(s.widths()).index(2)]
+        if 2 in s.sizes():
+            g = wide.groups[list(s.sizes()).index(2)]
             rows += rows_of(FRESH, 2, 9, wide_scores[g.start:g.stop])
     return rows
 
@@ -391,7 +391,7 @@ def arguments() -> cli.Parser:
 
 
 def jobs(args) -> list[cli.Job]:
-    chosen = cli.study_settings(args, PROTOCOLS)
+    chosen = {e: s for e, (s, _) in cli.study_settings(args, PROTOCOLS).items()}
     if "bool" in chosen and chosen["bool"].max_width < 3:
         raise cli.UsageError("--max-width must be at least 3: a width-2 sub-network needs a wider network")
     return [job(e, s) for e, s in chosen.items()]

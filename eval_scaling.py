@@ -76,13 +76,13 @@ def name(pattern: data.Pattern) -> str:
 
 def run(s: Scaling, gen: torch.Generator) -> list[report.Row]:
     rows = []
-    with cli.bar(len(s.patterns()) * s.steps, "scaling") as bar:
+    with report.bar(len(s.patterns()) * s.steps, "scaling") as bar:
         for pattern in s.patterns():
             each = dataclasses.replace(s, pattern=pattern.text)
             x, y = data.pattern_validation_set(eval_cnn.VALIDATION_PAIRS, gen, pattern)
             stack = eval_cnn.train(each, gen, [eval_cnn.model(each, "Naive", n) for n in s.counts()], bar)
-            scored = engine.evaluate(stack, eval_cnn.shared_set(x, y), engine.accuracy, shared=True)
-            rows += cli.rows_of(stack, [(name(pattern), n) for n in s.counts()], scored)
+            scored = eval_cnn.shared_set(x, y)(stack)
+            rows += report.rows_of(stack, [(name(pattern), n) for n in s.counts()], scored)
     return rows
 
 

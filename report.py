@@ -9,6 +9,7 @@ import io
 import json
 import math
 import os
+import re
 import tempfile
 from dataclasses import dataclass
 from pathlib import Path
@@ -18,7 +19,9 @@ import numpy as np
 
 import interrupts
 
-COLUMNS = ("model", "sweep", "params", "round", "score", "diverged")
+COLUMNS = ("model", "sweep", "params", "round", "score", "diverged")     # every results file's first columns
+NUMBER = re.compile(r"-?[0-9]+(\.[0-9]+)?(e[-+]?[0-9]+)?")                # as repr() and str() write them
+TEXT = re.compile(r"[0-9A-Za-z_.:;+-]{0,64}")
 LARGEST = 10 ** 9                # no sweep value, parameter count or round of this project comes near
 MODELS = ("Naive", "RandomConv", "HyperNetwork", "hardcoded")
 Z95 = 1.959963984540054
@@ -30,6 +33,28 @@ class DataError(ValueError):
 
 
 @dataclass(frozen=True)
+class Column:
+    """A column a results file carries beyond the common ones. A key column is a setting the row ran at
+    (a learning rate, a pattern): rows that differ in it are summarised apart. Any other column is a
+    measurement of the row's network (a cosine, a count)."""
+    name: str
+    kind: type                       # int, float or str
+    key: bool = True
+    low: float = -math.inf           # the range of a number
+    high: float = math.inf
+
+    def parse(self, text: str, where: str) -> int | float | str:
+        if self.kind is str:
+            if not TEXT.fullmatch(text):
+                raise DataError(f"{where}: {self.name} must be a short plain word, got {text[:40]!r}")
+            return text
+        value = _number(text, self.kind, f"{where}: {self.name}")
+        if not self.low <= value <= self.high:
+            raise DataError(f"{where}: {self.name} must be in [{self.low:g}, {self.high:g}], got {text[:40]}")
+        return value
+
+
+@dataclass(frozen=True)
 class Row:
     model: str
     sweep: int
@@ -37,6 +62,15 @@ class Row:
     round: int
     score: float
     diverged: bool = False       # parameters or logits not finite after training
+    extra: tuple = ()            # (name, value) of the results file's own columns, in its order
+
+    def get(self, name: str):
+        return dict(self.extra)[name]
+
+    def keys(self, columns: tuple[Column, ...]) -> tuple:
+        """The values of its key columns: what, beside model and sweep, says which arm it belongs to."""
+        values = dict(self.extra)
+        return tuple(values[c.name] for c in columns if c.key)
 
 
 @dataclass(frozen=True)
@@ -50,6 +84,7 @@ class Summary:
     solved: float
     solved_ci: tuple[float, float]
     diverged: int = 0
+    keys: tuple = ()                 # its key columns' values, as `Row.keys`
 
 
 # ----------------------------------------------------------------------------- intervals
@@ -87,29 +122,53 @@ def wilson_ci(successes: int, n: int, z: float = Z95) -> tuple[float, float]:
     return lo, hi
 
 
-def summarize(rows: Iterable[Row], solved_at: float) -> list[Summary]:
-    """One summary per (model, sweep), in order of first appearance; solved means score >= solved_at."""
-    groups: dict[tuple[str, int], list[Row]] = {}
+def summarize(rows: Iterable[Row], solved_at: float, columns: tuple[Column, ...] = ()) -> list[Summary]:
+    """One summary per (model, sweep, key columns), in order of first appearance; solved means
+    score >= solved_at."""
+    groups: dict[tuple, list[Row]] = {}
     for row in rows:
-        groups.setdefault((row.model, row.sweep), []).append(row)
+        groups.setdefault((row.model, row.sweep, row.keys(columns)), []).append(row)
     out = []
-    for (model, sweep), members in groups.items():
+    for (model, sweep, keys), members in groups.items():
         scores = np.array([r.score for r in members])
         solved = int((np.nan_to_num(scores, nan=-1.0) >= solved_at).sum())
         out.append(Summary(model, sweep, members[0].params, len(members), float(np.nan_to_num(scores, nan=0.0).mean()),
                            bootstrap_mean_ci(scores), solved / len(members), wilson_ci(solved, len(members)),
-                           sum(r.diverged for r in members)))
+                           sum(r.diverged for r in members), keys))
     return out
+
+
+def by_model(rows: Iterable[Row], series: Callable[[Row], str] = lambda r: r.model
+             ) -> dict[str, dict[int, np.ndarray]]:
+    """The one grouping of results: {series: {sweep: scores in round order}} (the shape rliable takes:
+    one score matrix per method), series and sweep values in order of first appearance."""
+    out: dict[str, dict[int, list[Row]]] = {}
+    for r in rows:
+        out.setdefault(series(r), {}).setdefault(r.sweep, []).append(r)
+    return {name: {n: np.array([r.score for r in sorted(members, key=lambda r: r.round)]) for n, members in sweeps.items()}
+            for name, sweeps in out.items()}
+
+
+def compare(a: np.ndarray, b: np.ndarray, paired: bool, solved_at: float) -> str:
+    """a minus b, as printed everywhere: the mean score and the solved share (in points), each with its 95 %
+    bootstrap interval (paired: a[i] and b[i] are one round's, resampled together)."""
+    mean = difference_ci(a, b, paired)
+    solved = difference_ci(np.asarray(a) >= solved_at, np.asarray(b) >= solved_at, paired)
+    return (f"mean {mean[0]:+.4f} [{mean[1]:+.4f}, {mean[2]:+.4f}], solved {100 * solved[0]:+.1f} "
+            f"[{100 * solved[1]:+.1f}, {100 * solved[2]:+.1f}] points")
 
 
 # ----------------------------------------------------------------------------- files
 
-def csv_text(rows: Iterable[Row]) -> str:
+def csv_text(rows: Iterable[Row], columns: tuple[Column, ...] = ()) -> str:
+    """The common columns, then the file's own, in the order `columns` declares them."""
     buf = io.StringIO()
     writer = csv.writer(buf, lineterminator="\n")
-    writer.writerow(COLUMNS)
+    writer.writerow(COLUMNS + tuple(c.name for c in columns))
     for r in rows:
-        writer.writerow((r.model, r.sweep, r.params, r.round, repr(float(r.score)), int(r.diverged)))
+        values = dict(r.extra)
+        own = [repr(float(values[c.name])) if c.kind is float else values[c.name] for c in columns]
+        writer.writerow((r.model, r.sweep, r.params, r.round, repr(float(r.score)), int(r.diverged), *own))
     return buf.getvalue()
 
 
@@ -167,8 +226,9 @@ def write_text(text: str) -> Callable[[Path], None]:
     return lambda tmp: tmp.write_text(text)
 
 
-def read_csv(path: Path, models: tuple[str, ...] = MODELS) -> list[Row]:
-    """Read a results CSV as this project writes it; any defect raises DataError with a one-line reason."""
+def read_csv(path: Path, models: tuple[str, ...] = MODELS, columns: tuple[Column, ...] = ()) -> list[Row]:
+    """Read a results CSV as this project writes it, with the columns `columns` declares after the common
+    ones (checked by name and type); any defect raises DataError with a one-line reason."""
     if not path.is_file():
         raise DataError(f"no results file {path}: run without --plot-only first")
     try:
@@ -181,15 +241,15 @@ def read_csv(path: Path, models: tuple[str, ...] = MODELS) -> list[Row]:
         records = list(csv.reader(io.StringIO(text, newline="")))
     except csv.Error as e:
         raise DataError(f"{path}: not a CSV of this project ({e})") from None
-    header = records[0] if records else None
-    if header is None or tuple(header) != COLUMNS:
-        raise DataError(f"{path}: expected the columns {','.join(COLUMNS)}, found {','.join(header or [])[:80]!r}")
+    header, expected = (records[0] if records else None), COLUMNS + tuple(c.name for c in columns)
+    if header is None or tuple(header) != expected:
+        raise DataError(f"{path}: expected the columns {','.join(expected)}, found {','.join(header or [])[:80]!r}")
     rows, seen, sizes = [], set(), {}
     for line, fields in enumerate(records[1:], start=2):
-        rows.append(_row(fields, models, f"{path}, line {line}"))
-        key = (rows[-1].model, rows[-1].sweep)
+        rows.append(_row(fields, models, columns, f"{path}, line {line}"))
+        key = (rows[-1].model, rows[-1].sweep, *rows[-1].keys(columns))
         if (*key, rows[-1].round) in seen:
-            raise DataError(f"{path}, line {line}: a second row for {key[0]} {key[1]} round {rows[-1].round}")
+            raise DataError(f"{path}, line {line}: a second row for {' '.join(map(str, key))} round {rows[-1].round}")
         seen.add((*key, rows[-1].round))
         if sizes.setdefault(key, rows[-1].params) != rows[-1].params:
             raise DataError(f"{path}, line {line}: {key[0]} {key[1]} has two parameter counts")
@@ -198,24 +258,35 @@ def read_csv(path: Path, models: tuple[str, ...] = MODELS) -> list[Row]:
     return rows
 
 
-def _row(fields: list[str], models: tuple[str, ...], where: str) -> Row:
-    if len(fields) != len(COLUMNS):
-        raise DataError(f"{where}: expected {len(COLUMNS)} fields, found {len(fields)}")
-    model, sweep, params, rnd, score, diverged = fields
+def _number(text: str, kind: type, where: str) -> int | float:
+    """An integer or a finite float as this project writes them (plain ASCII digits)."""
+    if len(text) > 1000 or not NUMBER.fullmatch(text) or (kind is int and not text.lstrip("-").isdigit()):
+        raise DataError(f"{where} must be {'an integer' if kind is int else 'a number'}, got {text[:40]!r}")
+    value = kind(text)
+    if kind is float and value == 0 and any(d in "123456789" for d in text.split("e")[0]):
+        raise DataError(f"{where} underflows to 0: {text[:40]!r}")
+    return value
+
+
+def _row(fields: list[str], models: tuple[str, ...], columns: tuple[Column, ...], where: str) -> Row:
+    if len(fields) != len(COLUMNS) + len(columns):
+        raise DataError(f"{where}: expected {len(COLUMNS) + len(columns)} fields, found {len(fields)}")
+    (model, sweep, params, rnd, score, diverged), own = fields[:len(COLUMNS)], fields[len(COLUMNS):]
     if model not in models:
         raise DataError(f"{where}: unknown model {model[:40]!r}")
     try:
-        values = int(sweep), int(params), int(rnd), float(score), int(diverged)
-    except ValueError:
+        sweep, params, rnd, diverged = (_number(v, int, "") for v in (sweep, params, rnd, diverged))
+        score = float(score) if score.lower().lstrip("+-") in ("inf", "infinity", "nan") else _number(score, float, "")
+    except DataError:
         raise DataError(f"{where}: sweep, params, round and diverged must be integers and score a number") from None
-    sweep, params, rnd, score, diverged = values
     if not (1 <= sweep <= LARGEST and 1 <= params <= LARGEST and 0 <= rnd <= LARGEST):
         raise DataError(f"{where}: sweep and params must be in [1, {LARGEST}] and round in [0, {LARGEST}]")
     if not (math.isfinite(score) and 0.0 <= score <= 1.0):
         raise DataError(f"{where}: score must be a number in [0, 1], got {score}")
     if diverged not in (0, 1):
         raise DataError(f"{where}: diverged must be 0 or 1, got {diverged}")
-    return Row(model, sweep, params, rnd, score, bool(diverged))
+    extra = tuple((c.name, c.parse(v, where)) for c, v in zip(columns, own))
+    return Row(model, sweep, params, rnd, score, bool(diverged), extra)
 
 
 # ----------------------------------------------------------------------------- table and figure
@@ -241,22 +312,26 @@ class Figure:
     views: tuple[View, ...]
     percent: bool = False            # show scores in %
     models: tuple[str, ...] = MODELS # the model names its CSV may hold
+    columns: tuple[Column, ...] = () # the columns its CSV carries beyond the common ones
     styles: tuple[tuple[str, dict], ...] = ()   # (series, matplotlib style) beyond the defaults
     table: bool = True               # print the table (a long grid prints its notes only)
     draw: Callable[[list[Summary], list[Row], float], Callable[[Path], None]] | None = None  # a figure of its own
 
 
-def table(summaries: list[Summary]) -> str:
-    """One line per summary; a single fixed network (one round) has no interval to show."""
-    width = max([17] + [len(s.model) + 2 for s in summaries])
+def table(summaries: list[Summary], columns: tuple[Column, ...] = ()) -> str:
+    """One line per summary, its key columns after the model; a single fixed network (one round) has no
+    interval to show."""
+    keys = [c.name for c in columns if c.key]
+    named = lambda s: " ".join([s.model, *(f"{k}={v:g}" if isinstance(v, float) else f"{k}={v}" for k, v in zip(keys, s.keys))])
+    width = max([17] + [len(named(s)) + 2 for s in summaries])
     lines = [f"{'model':<{width}}{'sweep':>6}{'params':>7}{'mean':>9}{'95% CI':>19}{'solved':>9}{'95% CI':>17}{'rounds':>8}"]
     for s in summaries:
         if s.rounds > 1:
             cis = (f"   [{s.mean_ci[0]:.4f}, {s.mean_ci[1]:.4f}]", f"   [{s.solved_ci[0]:.3f}, {s.solved_ci[1]:.3f}]")
         else:
             cis = (f"{'-':>19}", f"{'-':>17}")
-        lines.append(f"{s.model:<{width}}{s.sweep:>6}{s.params:>7}{s.mean:>9.4f}{cis[0]}{s.solved:>9.3f}{cis[1]}{s.rounds:>8}")
-    lines += [f"{s.model} {s.sweep}: {s.diverged} of {s.rounds} rounds diverged (non-finite parameters or logits; "
+        lines.append(f"{named(s):<{width}}{s.sweep:>6}{s.params:>7}{s.mean:>9.4f}{cis[0]}{s.solved:>9.3f}{cis[1]}{s.rounds:>8}")
+    lines += [f"{named(s)} {s.sweep}: {s.diverged} of {s.rounds} rounds diverged (non-finite parameters or logits; "
               "scored as wrong answers)" for s in summaries if s.diverged]
     return "\n".join(lines)
 
@@ -269,12 +344,9 @@ STYLE = {"Naive": dict(color="C0", marker="o"), "RandomConv": dict(color="C1", m
 def plot(summaries: list[Summary], fig_spec: Figure, solved_at: float) -> Callable[[Path], None]:
     """A row of two panels per view: the mean score with its 95 % interval, the solved share with its own;
     returns the writer of its PNG, for `write_unit`."""
-    from matplotlib.figure import Figure as MplFigure        # no pyplot: no GUI backend, faster import
-
     scale = 100.0 if fig_spec.percent else 1.0
     rows = len(fig_spec.views)
-    fig = MplFigure(figsize=(12, 4.8 * rows))
-    axes = fig.subplots(rows, 2, squeeze=False)
+    fig, axes = canvas(rows, 2, (12, 4.8 * rows))
     for view, (left, right) in zip(fig_spec.views, axes):
         kept = [s for s in summaries if view.keep(s)]
         colors = {name: f"C{i}" for i, name in enumerate(dict.fromkeys(view.series(s) for s in summaries))}
@@ -313,4 +385,39 @@ def plot(summaries: list[Summary], fig_spec: Figure, solved_at: float) -> Callab
     fig.text(0.5, 0.005, "bands and bars: 95 % intervals (mean: bootstrap over rounds; solved share: Wilson)",
              ha="center", fontsize=8, color="0.4")
     fig.tight_layout(rect=(0, 0.03 / rows, 1, 1))
+    return png(fig)
+
+
+def canvas(rows: int, cols: int, size: tuple[float, float]):
+    """A matplotlib figure of rows x cols panels (no pyplot: no GUI backend, faster import), and its axes."""
+    from matplotlib.figure import Figure as MplFigure
+    fig = MplFigure(figsize=size)
+    return fig, fig.subplots(rows, cols, squeeze=False)
+
+
+def png(fig) -> Callable[[Path], None]:
+    """The one writer of every figure's PNG, for `write_unit`."""
     return lambda tmp: fig.savefig(tmp, format="png", dpi=110)
+
+
+# ----------------------------------------------------------------------------- rows of a trained stack
+
+def rows_of(stack, labels: list[tuple[str, int]], scored, extra: tuple = ()) -> list[Row]:
+    """One row per round of a stack; labels[i] = (model, sweep value) of the stack's i-th group; `extra`:
+    the (name, value) key columns every row of it carries."""
+    scores, diverged = (t.tolist() for t in scored)
+    return [Row(model, sweep, group.template.final_size, r - group.start, scores[r], diverged[r], extra)
+            for group, (model, sweep) in zip(stack.groups, labels) for r in range(group.start, group.stop)]
+
+
+def score_module(net, x, y, metric) -> float:
+    """Score one plain module (a hard-coded network) with the metric the stacks are scored with."""
+    import torch
+    with torch.no_grad():
+        return metric(net.eval()(x)[:, 0][None], y).item()
+
+
+def bar(total: int, desc: str):
+    """The progress bar of a run's training steps."""
+    from tqdm import tqdm
+    return tqdm(total=total, desc=desc, unit="step")

@@ -118,10 +118,10 @@ def test_generated_networks_at_z0_score_as_the_hypernetwork_at_z0():
     hyper = HyperCNN()
     stack = engine.init_stack([hyper], 6, gen)
     x, y = data.pattern_validation_set(300, gen)
-    own = engine.evaluate(stack, eval_cnn.shared_set(x, y), engine.accuracy, shared=True)
+    own = eval_cnn.shared_set(x, y)(stack)
     at_zero = hyper.stacked_generate(stack.params, torch.zeros(6, Z_DIM))
-    generated = engine.stack_of(hyper.generate(torch.zeros(Z_DIM)), at_zero)
-    torch.testing.assert_close(engine.evaluate(generated, eval_cnn.shared_set(x, y), engine.accuracy, shared=True), own)
+    generated = engine.frozen_stack(hyper.generate(torch.zeros(Z_DIM)), at_zero)
+    torch.testing.assert_close(eval_cnn.shared_set(x, y)(generated), own)
 
 
 @pytest.fixture(scope="module")

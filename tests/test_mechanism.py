@@ -32,7 +32,7 @@ def trained_cnn(n=4, rounds=6, steps=40):
     gen = torch.Generator().manual_seed(0)
     stack = engine.init_stack([NaiveCNN(n)], rounds, gen)
     start = {k: v.clone() for k, v in stack.params.items()}
-    with cli.bar(steps, "test") as bar:
+    with report.bar(steps, "test") as bar:
         eval_cnn.fit(s, gen, stack, bar)
     return stack, start, gen
 
@@ -41,14 +41,14 @@ def test_an_extracted_filter_scores_as_the_wide_network_with_every_other_unit_re
     stack, _, gen = trained_cnn()
     x, y = data.pattern_validation_set(300, gen)
     picks = torch.tensor([0, 1, 2, 3, 1, 0])
-    alone = engine.stack_with(NaiveCNN(1), M.rewound_filters(stack.params, stack, [picks]))
+    alone = engine.trainable_stack(NaiveCNN(1), M.rewound_filters(stack.params, stack, [picks]))
     removed = {k: v.clone() for k, v in stack.params.items()}
     keep = torch.nn.functional.one_hot(picks, 4).float()
     removed["decision.weight"] *= keep[:, None, :]
-    pruned = engine.stack_of(NaiveCNN(4), removed)
+    pruned = engine.frozen_stack(NaiveCNN(4), removed)
     data_ = eval_cnn.shared_set(x, y)
-    a = engine.evaluate(alone, data_, engine.accuracy, shared=True)[0]
-    b = engine.evaluate(pruned, data_, engine.accuracy, shared=True)[0]
+    a = data_(alone)[0]
+    b = data_(pruned)[0]
     assert torch.equal(a, b)
 
 
@@ -97,7 +97,7 @@ def test_the_init_only_choice_is_made_before_any_training(monkeypatch):
     s = dataclasses.replace(M.PROTOCOLS["cnn"], rounds=4, steps=10).check()
     gen = torch.Generator().manual_seed(2)
     x, y = data.pattern_validation_set(100, gen)
-    with cli.bar(10, "test") as bar:
+    with report.bar(10, "test") as bar:
         rows = M.init_search(s, gen, 3, x, y, eval_cnn.shared_set(x, y), bar)
     assert calls == ["choose", "train"]
     assert {r.model for r in rows} == {M.INIT_CHOICE, M.RESTARTS} and {r.sweep for r in rows} == {1, 2, 3}

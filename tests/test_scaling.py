@@ -129,8 +129,8 @@ def test_training_data_is_drawn_in_bounded_blocks(monkeypatch):
     monkeypatch.setattr(eval_bool, "training_data", lambda rounds, steps, gen: sizes.append(rounds) or real(rounds, steps, gen))
     monkeypatch.setattr(eval_bool, "DATA_BLOCK_BYTES", 40 * 16 * 2 * 4 * 7)      # 7 rounds of 40 steps
     s = dataclasses.replace(eval_bool.PROTOCOL, rounds=5, steps=40, max_width=3)
-    with cli.bar(s.steps, "test") as bar:
-        eval_bool.train(s, torch.Generator().manual_seed(0), [eval_bool.model(s, "Naive", w) for w in s.widths()], bar)
+    with report.bar(s.steps, "test") as bar:
+        eval_bool.train(s, torch.Generator().manual_seed(0), [eval_bool.model(s, "Naive", w) for w in s.sizes()], bar)
     assert eval_bool.block_rounds(40) == 7 and sizes == [7, 7, 1]
 
 
@@ -139,5 +139,5 @@ def test_a_block_never_exceeds_its_budget_and_the_protocol_fits_one():
         rounds = eval_bool.block_rounds(steps)
         assert rounds >= 1 and (rounds == 1 or rounds * steps * eval_bool.BATCH * 2 * 4 <= eval_bool.DATA_BLOCK_BYTES)
     protocol = eval_bool.PROTOCOL
-    assert eval_bool.block_rounds(protocol.steps) >= protocol.rounds * len(protocol.widths()), \
+    assert eval_bool.block_rounds(protocol.steps) >= protocol.rounds * len(protocol.sizes()), \
         "the protocol's stack must be drawn at once, as the committed results were"
