@@ -356,6 +356,17 @@ class Scorer:
 
 
 @torch.no_grad()
+def logits(stack: Stack, group: Group, inputs: tuple[Tensor, ...], shared: bool = False,
+           start: int = 0, stop: int | None = None) -> Tensor:
+    """Logits (R, B) of rounds [start, stop) of a group, in eval mode, at the group's own size."""
+    template = group.template.eval()
+    params = stack.group_params(group, start, stop)
+    if hasattr(template, "stacked_forward"):
+        return template.stacked_forward(params, *inputs)
+    return vmap_forward(group, params, inputs, shared)
+
+
+@torch.no_grad()
 def evaluate(stack: Stack, data: Callable[[int, int], Batch], score: Callable[[Tensor, Tensor], Tensor],
              shared: bool = False, chunk: int = 256) -> tuple[Tensor, Tensor]:
     """Score every round; `data(start, stop)` gives (inputs, y) for rounds [start, stop).
@@ -369,18 +380,13 @@ def evaluate(stack: Stack, data: Callable[[int, int], Batch], score: Callable[[T
     scores = torch.empty(stack.rounds, device=device)
     diverged = torch.empty(stack.rounds, dtype=torch.bool, device=device)
     for group in stack.groups:
-        template = group.template.eval()
         for start in range(group.start, group.stop, chunk):
             stop = min(start + chunk, group.stop)
             inputs, y = data(start, stop)
-            params = stack.group_params(group, start - group.start, stop - group.start)
-            if hasattr(template, "stacked_forward"):
-                logits = template.stacked_forward(params, *inputs)
-            else:
-                logits = vmap_forward(group, params, inputs, shared)
-            scores[start:stop] = score(logits, y)
-            finite = torch.isfinite(logits).all(-1)
-            for p in params.values():
+            out = logits(stack, group, inputs, shared, start - group.start, stop - group.start)
+            scores[start:stop] = score(out, y)
+            finite = torch.isfinite(out).all(-1)
+            for p in stack.group_params(group, start - group.start, stop - group.start).values():
                 finite &= torch.isfinite(p).flatten(1).all(1)
             diverged[start:stop] = ~finite
     return scores, diverged

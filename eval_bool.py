@@ -7,6 +7,7 @@ scored by macro-F1 on 5000 fresh points per round; the hard-coded width-2 soluti
 import interrupts; interrupts.install()             # noqa: E702  (first: Ctrl-C during the imports too)
 import dataclasses
 import sys
+from typing import Callable
 
 import torch
 
@@ -103,13 +104,29 @@ def points(count: int, gen: torch.Generator, cycle: int | None) -> engine.Scorer
 
 
 def validation(s: Settings, gen: torch.Generator, cycle: int | None = None) -> engine.Scorer:
-    """The protocol's validation data: 5000 fresh points per round."""
+    """The protocol's validation data: 5000 fresh points per round (each round its own: rounds are
+    independent)."""
     return points(EVAL_POINTS, gen, cycle)
 
 
 def selection(s: Settings, gen: torch.Generator, size: int, cycle: int | None = None) -> engine.Scorer:
-    """A fresh selection set: `size` points per round."""
+    """A fresh selection set: `size` points for each round."""
     return points(size, gen, cycle)
+
+
+TEST_POINTS = 100_000                        # one large test sample, shared: it measures, it decides nothing
+TEST_COLUMNS = (report.Column("test_error", float, key=False, low=0, high=1),)
+
+
+def test_set(s: Settings, gen: torch.Generator) -> Callable[[engine.Stack], list[tuple]]:
+    """A large test sample and what it measures of each round of a stack: its error rate, as the
+    `TEST_COLUMNS` of its rows."""
+    x, y = data.and_points((TEST_POINTS,), gen)
+
+    def measure(stack: engine.Stack) -> list[tuple]:
+        scored = engine.Scorer(lambda start, stop: ((x,), y), engine.accuracy, shared=True)(stack)[0]
+        return [(("test_error", 1 - a),) for a in scored.tolist()]
+    return measure
 
 
 def train(s: Settings, gen: torch.Generator, templates: list[torch.nn.Module], bar,

@@ -8,6 +8,7 @@ validation accuracy on 1000 negative/positive pairs; the hard-coded kernel [1, 1
 import interrupts; interrupts.install()             # noqa: E702  (first: Ctrl-C during the imports too)
 import dataclasses
 import sys
+from typing import Callable
 
 import torch
 
@@ -104,15 +105,45 @@ def shared_set(x: torch.Tensor, y: torch.Tensor) -> engine.Scorer:
     return engine.Scorer(lambda start, stop: ((x,), y), METRIC, shared=True)
 
 
-def validation(s: Settings, gen: torch.Generator, cycle: int | None = None) -> engine.Scorer:
-    """The protocol's validation set: 1000 negative/positive pairs, drawn once, shared by every network
-    (`cycle`, the rounds of a candidate-major stack, changes nothing here)."""
-    return selection(s, gen, VALIDATION_PAIRS)
+def own_sets(s: Settings, gen: torch.Generator, pairs: int, cycle: int) -> engine.Scorer:
+    """Every round scored on its own fresh set of `pairs` negative/positive pairs, so that rounds are
+    independent and intervals over rounds hold (a set shared by all rounds moves them all together);
+    row i of a stack is round i % `cycle`'s (`data.per_round_validation`)."""
+    return engine.Scorer(data.per_round_validation(cycle, pairs, gen, s.task()), METRIC)
 
 
-def selection(s: Settings, gen: torch.Generator, size: int, cycle: int | None = None) -> engine.Scorer:
-    """A fresh selection set of `size` negative/positive pairs, shared by every network."""
-    return shared_set(*data.pattern_validation_set(size, gen, s.task()))
+def validation(s: Settings, gen: torch.Generator, cycle: int) -> engine.Scorer:
+    """What studies score on: each of `cycle` rounds its own set of the protocol's size (1000 pairs)."""
+    return own_sets(s, gen, VALIDATION_PAIRS, cycle)
+
+
+def selection(s: Settings, gen: torch.Generator, size: int, cycle: int) -> engine.Scorer:
+    """A fresh selection set for each of `cycle` rounds: `size` negative/positive pairs."""
+    return own_sets(s, gen, size, cycle)
+
+
+TEST_PER_START = 50                          # test set: this many positives at every start, as many negatives
+TEST_COLUMNS = (report.Column("test_error", float, key=False, low=0, high=1),
+                report.Column("missed_starts", str, key=False))
+
+
+def test_set(s: Settings, gen: torch.Generator) -> Callable[[engine.Stack], list[tuple]]:
+    """A large stratified test set (positives at every start equally often) and what it measures of each
+    round of a stack: its error rate and the start positions at which it misses a positive (`0;1`, or
+    empty), as the `TEST_COLUMNS` of its rows."""
+    task = s.task()
+    x, y, start = data.stratified_test_set(TEST_PER_START, gen, task)
+
+    def measure(stack: engine.Stack) -> list[tuple]:
+        rows = []
+        for group in stack.groups:
+            logits = engine.logits(stack, group, (x,), shared=True)
+            missed, false_pos = data.misses_by_start(logits, start, task.last_start + 1)
+            errors = (missed.sum(1) + false_pos).float() / len(y)
+            rows += [(("test_error", e), ("missed_starts", ";".join(str(i) for i in m.nonzero()[:, 0].tolist())))
+                     for e, m in zip(errors.tolist(), missed)]
+        return rows
+    return measure
 
 
 def sweep(s: Settings, gen: torch.Generator, scorer: engine.Scorer, families=FAMILIES) -> list[report.Row]:

@@ -21,7 +21,7 @@ import interrupts
 
 COLUMNS = ("model", "sweep", "params", "round", "score", "diverged")     # every results file's first columns
 NUMBER = re.compile(r"-?[0-9]+(\.[0-9]+)?(e[-+]?[0-9]+)?")                # as repr() and str() write them
-TEXT = re.compile(r"[0-9A-Za-z_.:;+-]{0,64}")
+TEXT = re.compile(r"[0-9A-Za-z_.:;+-]{0,256}")
 LARGEST = 10 ** 9                # no sweep value, parameter count or round of this project comes near
 MODELS = ("Naive", "RandomConv", "HyperNetwork", "hardcoded")
 Z95 = 1.959963984540054
@@ -402,11 +402,14 @@ def png(fig) -> Callable[[Path], None]:
 
 # ----------------------------------------------------------------------------- rows of a trained stack
 
-def rows_of(stack, labels: list[tuple[str, int]], scored, extra: tuple = ()) -> list[Row]:
-    """One row per round of a stack; labels[i] = (model, sweep value) of the stack's i-th group; `extra`:
-    the (name, value) key columns every row of it carries."""
+def rows_of(stack, labels: list[tuple[str, int]], scored, keys: tuple = (), measured: list[tuple] | None = None
+            ) -> list[Row]:
+    """One row per round of a stack; labels[i] = (model, sweep value) of the stack's i-th group; `keys`:
+    the (name, value) key columns every row of it carries; `measured`: each round's own (name, value)
+    measurements, in round order."""
     scores, diverged = (t.tolist() for t in scored)
-    return [Row(model, sweep, group.template.final_size, r - group.start, scores[r], diverged[r], extra)
+    own = measured if measured is not None else [()] * len(scores)
+    return [Row(model, sweep, group.template.final_size, r - group.start, scores[r], diverged[r], (*keys, *own[r]))
             for group, (model, sweep) in zip(stack.groups, labels) for r in range(group.start, group.stop)]
 
 
