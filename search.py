@@ -302,8 +302,8 @@ class PerturbedSGD(engine.Optimizer):
 
     @torch.no_grad()
     def step(self) -> None:
-        kick = (self._norms([p.grad for p in self.params]) < self.threshold) & (self.t - self.last_kick > self.wait)
         t = self.t
+        kick = (self._norms([p.grad for p in self.params]) < self.threshold) & (t - self.last_kick > self.wait)
         super().step()
         if kick.any():
             self._kick(kick)

@@ -3,6 +3,7 @@ optimizers are engine SGD when their noise is off and independent per round when
 loop reduces to each of its parts."""
 import math
 
+import pytest
 import torch
 
 import data
@@ -11,6 +12,16 @@ import search as S
 from models import NaiveBoolNet, NaiveCNN
 
 ROUNDS = 50
+
+
+@pytest.fixture(autouse=True)
+def one_thread():
+    """Every tensor here is tiny, so a second intra-op thread only adds synchronisation, which on shared,
+    oversubscribed cores costs up to 1000x (measured: (1000, 5) @ (5, 5) in 23 ms on two threads, 13 us on one)."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
 
 
 def quadratic(dims: int, gen: torch.Generator):
@@ -90,6 +101,12 @@ def test_es_learns_the_scales_of_a_separable_ellipsoid():
     scaled = es.c * h
     assert (scaled.max(1).values / scaled.min(1).values < 10).all()
     assert (es.best()[1] < 1e-10).all()
+
+
+def test_constriction_coefficients_are_clerc_and_kennedys():
+    """chi = 2 / |2 - phi - sqrt(phi^2 - 4 phi)| at phi = 4.1, c = chi * phi / 2."""
+    chi = 2 / abs(2 - 4.1 - math.sqrt(4.1 ** 2 - 4 * 4.1))
+    assert S.INERTIA == pytest.approx(chi, abs=5e-5) and S.ACCELERATION == pytest.approx(chi * 2.05, abs=5e-5)
 
 
 # ----------------------------------------------------------------------------- the stacked swarm is the textbook one
