@@ -266,6 +266,17 @@ def test_memetic_without_gradient_steps_is_the_plain_explorer():
         assert all(torch.equal(a, b) for a, b in zip(memetic.best(), plain.best()))
 
 
+def test_es_takes_candidates_where_descent_left_them():
+    """Lamarckian: told that all its candidates sit at q, the ES moves its mean to q (the weights sum to 1)."""
+    gen = torch.Generator().manual_seed(17)
+    es = S.SepCMAES(uniform((5, 4), 2.0, gen), 1.0, gen)
+    q = uniform((5, 4), 2.0, gen)
+    moved = q.repeat_interleave(es.lam, 0)
+    es.ask()
+    es.tell(moved, torch.rand(len(moved), generator=gen))
+    torch.testing.assert_close(es.mean, q)
+
+
 def test_memetic_pso_that_does_not_move_is_sgd():
     """w = c1 = c2 = 0: 3 generations of 4 SGD steps (momentum 0.5) are 12 steps of engine SGD on the same batches."""
     template, rounds, particles = NaiveBoolNet(2), 2, 3
