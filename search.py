@@ -3,8 +3,9 @@ perturbed SGD, memetic hybrids of them, and the multiply-add counts to put them 
 
 Every explorer runs R independent searches ("rounds") at once. A population of k candidates per round is a
 stack of R*k rows, round r's candidates at rows r*k .. r*k + k - 1, each row one flat parameter vector (the
-template's parameters in `named_parameters` order). A fitness maps positions (R*k, D) to losses (R*k,), lower
-is better; `network_loss` makes one of a network class (binary cross-entropy, as `engine.train` minimises).
+template's parameters in `named_parameters` order, frozen ones too: a population explorer moves every weight).
+A fitness maps positions (R*k, D) to losses (R*k,), lower is better; `network_loss` makes one of a network
+class (binary cross-entropy, as `engine.train` minimises).
 
 Population explorers speak ask/tell: `ask()` gives the positions to evaluate, `tell(x, loss)` takes them back
 (possibly moved by gradient steps: a Lamarckian memetic hybrid, `evolve`), `best()` the best found per round.
@@ -14,8 +15,8 @@ import math
 from typing import Callable, Protocol
 
 import torch
-from torch import Tensor, nn
 import torch.nn.functional as F
+from torch import Tensor, nn
 
 import engine
 from data import PROTOCOL_PATTERN

@@ -80,9 +80,10 @@ def test_pso_and_es_minimise_a_convex_quadratic():
 
 
 def test_pso_and_es_find_rastrigins_global_basin_more_often_than_restarted_descent():
-    """2-d Rastrigin from U[-5.12, 5.12]^2; f < 1e-2 is the global basin. Measured (seed 1): PSO, 20 particles x
-    100 generations, 96 %; sep-CMA-ES, lambda = 40 x 100 generations, 74 %; the best of as many gradient-descent
-    starts as candidates on the same budget, 14 % and 26 %."""
+    """2-d Rastrigin from U[-5.12, 5.12]^2; f < 1e-2 is the global basin. Measured, seed 1 (seeds 2-4): PSO, 20
+    particles x 100 generations, 96 % (94-98 %); sep-CMA-ES, lambda = 40 x 100 generations, 74 % (76-80 %); the
+    best of as many gradient-descent starts as candidates on the same budget, 14 % (14-20 %) and 30 % (28-38 %);
+    a single start on PSO's budget, 2 % (0-2 %)."""
     pso, es = run_pso(rastrigin, 2, 5.12, 20, 100), run_es(rastrigin, 2, 5.12, 40, 100)
     pso_control = restarted_descent(rastrigin, 2, 5.12, 20, 20 * 101)
     es_control = restarted_descent(rastrigin, 2, 5.12, 40, 40 * 100)
@@ -144,7 +145,7 @@ def test_stacked_pso_equals_one_swarm_at_a_time_on_the_same_draws():
     for r in range(rounds):
         x, v, best_x, best_f = textbook_pso(x0[r], f, [(r1[r], r2[r]) for r1, r2 in draws], **coefficients)
         for mine, theirs in [(swarm.x[r], x), (swarm.v[r], v), (swarm.best_x[r], best_x), (swarm.best_f[r], best_f)]:
-            torch.testing.assert_close(mine, theirs, rtol=0, atol=1e-6)
+            torch.testing.assert_close(mine, theirs, rtol=1e-6, atol=1e-6)
 
 
 # ----------------------------------------------------------------------------- noisy and perturbed SGD
@@ -254,10 +255,15 @@ def test_only_rounds_whose_gradient_is_below_the_threshold_are_kicked():
 
 def test_memetic_without_gradient_steps_is_the_plain_explorer():
     f = quadratic(4, torch.Generator().manual_seed(12))
-    refuse = lambda x: (_ for _ in ()).throw(AssertionError("no gradient step was asked for"))
-    make = [lambda gen: S.PSO(x0 := uniform((5, 6, 4), 2.0, gen), f(x0.flatten(0, 1)), gen),
-            lambda gen: S.SepCMAES(uniform((5, 4), 2.0, gen), 1.0, gen)]
-    for explorer in make:
+
+    def refuse(x):
+        raise AssertionError("no gradient step was asked for")
+
+    def swarm(gen):
+        x0 = uniform((5, 6, 4), 2.0, gen)
+        return S.PSO(x0, f(x0.flatten(0, 1)), gen)
+
+    for explorer in (swarm, lambda gen: S.SepCMAES(uniform((5, 4), 2.0, gen), 1.0, gen)):
         memetic = S.evolve(explorer(torch.Generator().manual_seed(13)), f, 15, refuse, steps=0)
         plain = explorer(torch.Generator().manual_seed(13))
         for _ in range(15):
