@@ -402,15 +402,16 @@ def png(fig) -> Callable[[Path], None]:
 
 # ----------------------------------------------------------------------------- rows of a trained stack
 
-def rows_of(stack, labels: list[tuple[str, int]], scored, keys: tuple = (), measured: list[tuple] | None = None
-            ) -> list[Row]:
-    """One row per round of a stack; labels[i] = (model, sweep value) of the stack's i-th group; `keys`:
-    the (name, value) key columns every row of it carries; `measured`: each round's own (name, value)
-    measurements, in round order."""
+def rows_of(stack, labels: list[tuple[str, int]], scored, keys: tuple = (), measured: list[tuple] | None = None,
+            groups: list | None = None) -> list[Row]:
+    """One row per round of a stack's groups (default: all); labels[i] = (model, sweep value) of the i-th
+    group; `keys`: the (name, value) key columns every row carries; `measured`: each round of the stack's
+    own (name, value) measurements, in round order."""
     scores, diverged = (t.tolist() for t in scored)
     own = measured if measured is not None else [()] * len(scores)
     return [Row(model, sweep, group.template.final_size, r - group.start, scores[r], diverged[r], (*keys, *own[r]))
-            for group, (model, sweep) in zip(stack.groups, labels) for r in range(group.start, group.stop)]
+            for group, (model, sweep) in zip(stack.groups if groups is None else groups, labels)
+            for r in range(group.start, group.stop)]
 
 
 def score_module(net, x, y, metric) -> float:

@@ -1,0 +1,56 @@
+"""The shared tuning rules (tuning.py): the choice follows the criterion the comparison reports, ties are
+broken as documented, and nothing but the selection scores of the tuning rounds decides."""
+import numpy as np
+import torch
+
+import eval_bool
+import report
+import tuning
+
+
+def test_the_choice_follows_the_reported_criterion():
+    """The best-mean rate and the best-solved rate differ: each criterion picks its own."""
+    scores = {(0.1, 0.0): np.array([0.99, 0.99, 0.99, 0.99]),        # best mean, never solved
+              (1.0, 0.0): np.array([1.0, 1.0, 0.5, 0.5])}            # solves half the rounds
+    assert tuning.choose(scores, "mean", solved_at=1.0).lr == 0.1
+    assert tuning.choose(scores, "solved", solved_at=1.0).lr == 1.0
+
+
+def test_ties_go_to_the_better_mean_then_the_smaller_rate_and_momentum():
+    flat = {(lr, m): np.ones(3) for lr in (0.1, 0.3, 1.0) for m in (0.0, 0.5)}
+    assert (tuning.choose(flat, "solved", 1.0).lr, tuning.choose(flat, "solved", 1.0).momentum) == (0.1, 0.0)
+    flat[(1.0, 0.5)] = np.array([1.0, 1.0, 1.0])
+    flat[(0.1, 0.0)] = np.array([1.0, 1.0, 0.999])                  # same solved share (2/3 at 1.0): worse mean
+    choice = tuning.choose(flat, "solved", solved_at=0.9995)
+    assert choice.value == 1.0 and (choice.lr, choice.momentum) == (0.1, 0.5)     # (0.1, 0) solves 2 of 3
+
+
+def test_edges_of_the_grid_are_marked():
+    scores = {(lr, 0.0): np.full(2, v) for lr, v in ((0.01, 0.5), (0.1, 0.6), (1.0, 0.9))}
+    assert tuning.choose(scores, "mean", 1.0).edge
+    scores[(1.0, 0.0)] = np.full(2, 0.1)
+    assert not tuning.choose(scores, "mean", 1.0).edge
+
+
+def test_grid_has_momentum_only_where_the_optimizer_takes_one():
+    assert {m for _, m in tuning.grid("sgd")} == set(tuning.MOMENTUM_GRID)
+    assert {m for _, m in tuning.grid("adam")} == {0.0}
+
+
+def test_tune_trains_each_arm_at_each_point_and_chooses_on_selection_rows(monkeypatch):
+    """Every arm gets len(grid) groups of `rounds` rounds; its choice is the best of its own selection rows;
+    the selection set is the only data scored."""
+    import dataclasses
+    s = dataclasses.replace(eval_bool.PROTOCOL, steps=20)
+    arms = [tuning.Arm("Naive", w, s, eval_bool.model(s, "Naive", w)) for w in (2, 3)]
+    monkeypatch.setattr(eval_bool, "validation", lambda *a, **k: (_ for _ in ()).throw(AssertionError("looked")))
+    with report.bar(1, "test") as bar:
+        chosen, rows = tuning.tune(eval_bool, arms, 3, 50, "mean", torch.Generator().manual_seed(0), bar, lrs=(0.01, 1.0))
+    assert len(rows) == 2 * 2 * 3 * 3                          # arms x lrs x momenta x rounds
+    for (model, width), choice in chosen.items():
+        means = {}
+        for r in rows:
+            if r.sweep == width:
+                means.setdefault((r.get("lr"), r.get("momentum")), []).append(r.score)
+        best = max(means, key=lambda k: (np.mean(means[k]), -k[0], -k[1]))
+        assert (choice.lr, choice.momentum) == best

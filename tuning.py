@@ -1,0 +1,88 @@
+"""Tuning that every study shares: a grid of learning rates (and momenta), trained in one stack, each arm's
+values chosen on tuning rounds scored on a selection set, by the criterion its comparison reports.
+
+An *arm* is one thing a study compares (a width, a best-of-k, an optimizer, a surrogate): a network template
+and the experiment settings it trains at. Its grid points are trained together in one stack (one group per
+grid point, per-round learning rate and momentum), scored on fresh selection data, and the point with the
+best criterion is chosen. Nothing here looks at the validation set or at the rounds a study reports.
+"""
+import dataclasses
+from dataclasses import dataclass
+from types import ModuleType
+
+import numpy as np
+import torch
+
+import report
+
+LR_GRID = (0.001, 0.003, 0.01, 0.03, 0.1, 0.3, 1.0, 3.0, 10.0)     # about a factor sqrt(10) apart
+MOMENTUM_GRID = (0.0, 0.5, 0.9)
+WITH_MOMENTUM = ("sgd", "rmsprop")                                   # the optimizers that take one
+CRITERIA = ("solved", "mean")
+
+
+@dataclass(frozen=True)
+class Choice:
+    lr: float
+    momentum: float
+    value: float          # the criterion at the chosen point, on the tuning rounds
+    edge: bool            # the learning rate sits at an end of the grid: the best may lie outside it
+
+
+def grid(optimizer: str, lrs: tuple[float, ...] = LR_GRID) -> list[tuple[float, float]]:
+    """The (learning rate, momentum) points tried: momentum only for the optimizers that have one."""
+    momenta = MOMENTUM_GRID if optimizer in WITH_MOMENTUM else (0.0,)
+    return [(lr, m) for lr in lrs for m in momenta]
+
+
+def criterion_value(scores: np.ndarray, criterion: str, solved_at: float) -> float:
+    """The share of rounds solved, or the mean score."""
+    return float((scores >= solved_at).mean()) if criterion == "solved" else float(scores.mean())
+
+
+def choose(scores: dict[tuple[float, float], np.ndarray], criterion: str, solved_at: float) -> Choice:
+    """The grid point with the best criterion. Ties (a flat criterion: many points solving every tuning
+    round, say) go to the better mean score, then to the smaller learning rate, then to the smaller momentum:
+    the most conservative of the equally good."""
+    def rank(point: tuple[float, float]) -> tuple:
+        lr, momentum = point
+        return (criterion_value(scores[point], criterion, solved_at), float(scores[point].mean()), -lr, -momentum)
+    best = max(scores, key=rank)
+    lrs = sorted({lr for lr, _ in scores})
+    return Choice(best[0], best[1], criterion_value(scores[best], criterion, solved_at),
+                  len(lrs) > 1 and best[0] in (lrs[0], lrs[-1]))
+
+
+@dataclass(frozen=True)
+class Arm:
+    """One thing a study compares: its rows' model and sweep value, the settings it trains at, its template."""
+    model: str
+    sweep: int
+    settings: object
+    template: torch.nn.Module
+
+
+def tune(script: ModuleType, arms: list[Arm], rounds: int, selection: int, criterion: str, gen: torch.Generator,
+         bar, lrs: tuple[float, ...] = LR_GRID) -> tuple[dict[tuple[str, int], Choice], list[report.Row]]:
+    """Choose every arm's learning rate and momentum. Arms that share settings (but for their template)
+    train in one stack, one group per arm and grid point, `rounds` fresh tuning rounds each, every round
+    scored on its own fresh selection set of `selection` pairs / points. Returns each arm's choice, by
+    (model, sweep), and the grid's rows (key columns `lr` and `momentum`)."""
+    chosen, rows = {}, []
+    by_settings: dict[object, list[Arm]] = {}
+    for arm in arms:
+        by_settings.setdefault(arm.settings, []).append(arm)
+    for s, members in by_settings.items():
+        s = dataclasses.replace(s, rounds=rounds)
+        points = [(arm, lr, m) for arm in members for lr, m in grid(s.optimizer, lrs)]
+        stack = script.train(s, gen, [arm.template for arm, _, _ in points], bar,
+                             lr=[lr for _, lr, _ in points], momentum=[m for _, _, m in points])
+        scores, diverged = script.selection(s, gen, selection, stack.rounds)(stack)
+        for (arm, lr, m), group in zip(points, stack.groups):
+            keys = (("lr", lr), ("momentum", m))
+            rows += report.rows_of(stack, [(arm.model, arm.sweep)], (scores, diverged), keys, groups=[group])
+        for arm in members:
+            table = {(lr, m): scores[g.start:g.stop].cpu().numpy() for (a, lr, m), g in zip(points, stack.groups)
+                     if a is arm}
+            chosen[(arm.model, arm.sweep)] = choose(table, criterion, s.solved_at)
+    return chosen, rows
