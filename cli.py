@@ -28,6 +28,7 @@ from models import SCHEDULES
 COMMITTED = Path("plots")         # the results of the protocol defaults, quoted by the README
 RUNS = Path("runs")               # every other run: one folder per set of settings (git-ignored)
 MAX_SEED = 2 ** 63 - 1
+LARGEST = 10 ** 9                 # no count of this project comes near (rounds, steps, a sweep bound, a set size)
 MAX_LR = 1e30                     # beyond this, float32 updates overflow before any divergence shows
 
 
@@ -77,6 +78,8 @@ class Checked:
         """Every field in its range (else UsageError); returns self."""
         for f in fields(self):
             rule, value = f.metadata["rule"], getattr(self, f.name)
+            if type(value) is int and abs(value) > LARGEST:
+                raise UsageError(f"{flag(f.name)} must be at most {LARGEST:,} in size, got {value}"[:200])
             if rule.choices is not None and value not in rule.choices:
                 raise UsageError(f"{flag(f.name)} must be one of {', '.join(rule.choices)}, got {value!r}")
             if not rule.valid(value):
@@ -160,12 +163,18 @@ def overridden(defaults: Checked, args: argparse.Namespace) -> Checked:
 def add_run_flags(p: Parser) -> None:
     p.add_argument("--seed", type=int, default=0, help="seed of every random draw of the run")
     p.add_argument("--device", default="auto", help="auto (CUDA when present), cpu or cuda")
-    p.add_argument("--out", type=Path, default=None,
+    p.add_argument("--out", type=folder_path, default=None,
                    help=f"folder of the figure, CSV and JSON (default: {COMMITTED}/ at the protocol defaults, "
                         f"else a folder of its own under {RUNS}/)")
     p.add_argument("--quick", action="store_true", help="smoke run of a few seconds: at most 10 rounds and 3 sweep points")
     p.add_argument("--plot-only", action="store_true",
                    help="redraw figure and table from the CSV of the same run, no training")
+
+
+def folder_path(text: str) -> Path:
+    if not text.strip():
+        raise argparse.ArgumentTypeError("must name a folder, got an empty name")
+    return Path(text)
 
 
 def parser(prog: str, doc: str) -> Parser:
@@ -275,13 +284,11 @@ def source(prog: str, jobs: list[Job], args: argparse.Namespace) -> Path:
 
 
 def writable_folder(out: Path) -> Path:
-    try:
-        out.mkdir(parents=True, exist_ok=True)
-        probe = out / f".probe-{os.getpid()}.tmp"
-        probe.write_bytes(b"")
-        probe.unlink()
-    except OSError as e:
-        raise UsageError(f"--out {out}: cannot write there ({e.strerror or e})") from None
+    """Check that the results can go to `out` without creating anything yet: a refused run leaves no
+    empty folder behind. The folder itself is made just before the files are written."""
+    existing = next(p for p in (out, *out.parents) if p.exists() or p == Path(p.anchor or "."))
+    if not existing.is_dir() or not os.access(existing, os.W_OK | os.X_OK):
+        raise UsageError(f"--out {out}: cannot write there ({existing} is not a writable folder)")
     return out
 
 
@@ -291,8 +298,15 @@ def run_info(prog: str, args: argparse.Namespace, dev: torch.device, command: st
             "train_eval_seconds": round(seconds, 3), "command": command}
 
 
-def execute(prog: str, jobs: list[Job], args: argparse.Namespace, argv: list[str] | None) -> list[str]:
-    """Run (or reload) every job and write each one's unit of files; returns what to print."""
+@dataclass
+class Outcome:
+    """What a run has put on disk so far: said truthfully if anything fails afterwards."""
+    written: list[Path] = field(default_factory=list)
+
+
+def execute(prog: str, jobs: list[Job], args: argparse.Namespace, argv: list[str] | None, outcome: Outcome) -> None:
+    """Run (or reload) every job and print its tables; then write the files of all jobs as one unit (a
+    study's figures are one result: replaced together or not at all) and say where."""
     dev = device(args.device)
     if not 0 <= args.seed <= MAX_SEED:
         raise UsageError(f"--seed must be an integer in [0, 2**63 - 1], got {args.seed}")
@@ -300,54 +314,69 @@ def execute(prog: str, jobs: list[Job], args: argparse.Namespace, argv: list[str
     src = source(prog, jobs, args) if args.plot_only else out
     if not args.plot_only:
         check_fits(jobs, dev)
-    printed, command = [], " ".join([prog, *(sys.argv[1:] if argv is None else argv)])
+    command = " ".join([prog, *(sys.argv[1:] if argv is None else argv)])
+    files: dict[Path, Callable[[Path], None]] = {}
     for job in jobs:
         solved_at = job.settings.solved_at
         if args.plot_only:
             rows = {f.name: report.read_csv(src / f"{f.name}.csv", f.models, f.columns) for f in job.figures}
-            info = {f.name: {**read_settings(src / f"{f.name}.json"),
+            info = {f.name: {**read_record(src / f"{f.name}.json", prog, f.name, src / f"{f.name}.csv"),
                              "replotted": {"from": str(src / f"{f.name}.csv"), "solved_at": solved_at, "command": command}}
                     for f in job.figures}
         else:
             start = time.perf_counter()
             rows = job.run(torch.Generator(dev).manual_seed(args.seed))
             ran = {**run_info(prog, args, dev, command, time.perf_counter() - start), "settings": job.recorded()}
-            info = {f.name: ran for f in job.figures}
-        files = {}
+            info = {f.name: {**ran, "figure": f.name} for f in job.figures}
         for f in job.figures:
-            summaries = report.summarize(rows[f.name], solved_at, f.columns)
-            paths = [out / f"{f.name}.{ext}" for ext in ("png", "csv", "json")]
+            summaries = report.summarize(rows[f.name], solved_at, f.columns, f.solved_from)
+            text = report.csv_text(rows[f.name], f.columns)
+            record = {**info[f.name], "diverged": report.divergence(summaries, f.columns)}
+            if not args.plot_only:
+                record["csv_sha256"] = report.digest(text)
             drawn = f.draw(summaries, rows[f.name], solved_at) if f.draw else report.plot(summaries, f, solved_at)
-            files.update(zip(paths, (drawn, report.write_text(report.csv_text(rows[f.name], f.columns)),
-                                     report.write_text(report.json_text(info[f.name])))))
-            printed += [report.table(summaries, f.columns)] if f.table else []
-            printed += [job.notes[f.name](rows[f.name], solved_at)] if f.name in job.notes else []
-            printed.append("wrote " + ", ".join(map(str, paths)))
-        report.write_unit(files)
-    return printed
+            files[out / f"{f.name}.png"] = drawn
+            if src != out or not args.plot_only:        # a redraw in place leaves the run's CSV and JSON as they are
+                files[out / f"{f.name}.csv"] = report.write_text(text)
+                files[out / f"{f.name}.json"] = report.write_text(report.json_text(record))
+            print(report.table(summaries, f.columns) if f.table else report.divergence_lines(summaries, f.columns))
+            if f.name in job.notes:
+                print(job.notes[f.name](rows[f.name], solved_at))
+    sys.stdout.flush()                                  # what cannot be printed stops the run before any write
+    out.mkdir(parents=True, exist_ok=True)
+    report.write_unit(files)
+    outcome.written = list(files)
+    print("wrote " + ", ".join(map(str, files)))
 
 
-def read_settings(path: Path) -> dict:
-    """The settings JSON beside a CSV (empty if there is none; a broken one is an error)."""
-    if not path.exists():
-        return {}
+def read_record(path: Path, prog: str, figure: str, csv_path: Path) -> dict:
+    """The record (JSON) of the run that wrote a CSV: it must be there, be this project's strict JSON, name
+    this script and figure, and hold the digest of that very CSV (a CSV edited, swapped or cut since is
+    refused)."""
+    if not path.is_file():
+        raise report.DataError(f"{path}: missing: a results CSV is read only beside the record of its run")
     try:
-        settings = json.loads(path.read_text())
-    except (OSError, UnicodeDecodeError, ValueError) as e:
-        raise report.DataError(f"{path}: not a settings file of this project ({e.__class__.__name__})") from None
-    if not isinstance(settings, dict):
-        raise report.DataError(f"{path}: not a settings file of this project")
-    return settings
+        record = json.loads(path.read_bytes().decode("utf-8"), parse_constant=_no_constant)
+    except (OSError, UnicodeDecodeError, ValueError, RecursionError) as e:
+        raise report.DataError(f"{path}: not a record of this project ({e.__class__.__name__})") from None
+    if not isinstance(record, dict) or record.get("script") != prog or record.get("figure") != figure:
+        raise report.DataError(f"{path}: not the record of a {prog} run of {figure}")
+    if record.get("csv_sha256") != report.digest(csv_path.read_bytes().decode("utf-8", "replace")):
+        raise report.DataError(f"{csv_path}: does not match the record of its run ({path.name}): edited since?")
+    return record
+
+
+def _no_constant(name: str):
+    raise ValueError(f"{name} is not strict JSON")
 
 
 def main(p: Parser, jobs_of: Callable[[argparse.Namespace], list[Job]], argv: list[str] | None = None) -> int:
     """Parse the flags, build and check every job, then run them, write their files, print their tables."""
-    prog = p.prog
+    prog, outcome = p.prog, Outcome()
     try:
         args = p.parse_args(argv)
         jobs = jobs_of(args)
-        for line in execute(prog, jobs, args, argv):
-            print(line)
+        execute(prog, jobs, args, argv, outcome)
     except (UsageError, report.DataError) as e:
         print(f"{prog}: error: {e}", file=sys.stderr)
         return 2
@@ -356,8 +385,9 @@ def main(p: Parser, jobs_of: Callable[[argparse.Namespace], list[Job]], argv: li
               "lower --rounds or the sweep", file=sys.stderr)
         return 2
     except OSError as e:
-        print(f"{prog}: error: {e.strerror or e}{f': {e.filename}' if e.filename else ''}; "
-              "the previous files are untouched", file=sys.stderr)
+        state = (f"the results were written ({', '.join(map(str, outcome.written))})" if outcome.written
+                 else "the previous files are untouched")
+        print(f"{prog}: error: {e.strerror or e}{f': {e.filename}' if e.filename else ''}; {state}", file=sys.stderr)
         return 1
     return 0
 

@@ -349,10 +349,11 @@ class Scorer:
     data: Callable[[int, int], Batch]
     metric: Callable[[Tensor, Tensor], Tensor]
     shared: bool = False
+    chunk: int = 256                # rounds scored at once (smaller when every round brings its own data)
 
     def __call__(self, stack: Stack) -> tuple[Tensor, Tensor]:
         """The scores (R,) and which rounds diverged (R,)."""
-        return evaluate(stack, self.data, self.metric, self.shared)
+        return evaluate(stack, self.data, self.metric, self.shared, self.chunk)
 
 
 @torch.no_grad()

@@ -5,6 +5,7 @@ the same folder, then renamed together, with Ctrl-C and SIGTERM held back during
 any failure before that leaves the previous unit as it was and no temporary file behind.
 """
 import csv
+import hashlib
 import io
 import json
 import math
@@ -122,16 +123,18 @@ def wilson_ci(successes: int, n: int, z: float = Z95) -> tuple[float, float]:
     return lo, hi
 
 
-def summarize(rows: Iterable[Row], solved_at: float, columns: tuple[Column, ...] = ()) -> list[Summary]:
-    """One summary per (model, sweep, key columns), in order of first appearance; solved means
-    score >= solved_at."""
+def summarize(rows: Iterable[Row], solved_at: float, columns: tuple[Column, ...] = (), solved_from: str = "score"
+              ) -> list[Summary]:
+    """One summary per (model, sweep, key columns), in order of first appearance; solved means the
+    `solved_from` column (the score, by default) is at least solved_at."""
     groups: dict[tuple, list[Row]] = {}
     for row in rows:
         groups.setdefault((row.model, row.sweep, row.keys(columns)), []).append(row)
     out = []
     for (model, sweep, keys), members in groups.items():
         scores = np.array([r.score for r in members])
-        solved = int((np.nan_to_num(scores, nan=-1.0) >= solved_at).sum())
+        deciding = scores if solved_from == "score" else np.array([r.get(solved_from) for r in members])
+        solved = int((np.nan_to_num(deciding, nan=-1.0) >= solved_at).sum())
         out.append(Summary(model, sweep, members[0].params, len(members), float(np.nan_to_num(scores, nan=0.0).mean()),
                            bootstrap_mean_ci(scores), solved / len(members), wilson_ci(solved, len(members)),
                            sum(r.diverged for r in members), keys))
@@ -221,6 +224,11 @@ def write_unit(files: dict[Path, Callable[[Path], None]]) -> None:
                 interrupts.TEMPORARY.discard(tmp)
 
 
+def digest(text: str) -> str:
+    """The SHA-256 of a results file's text: its run's record holds it, so an edited file is refused."""
+    return hashlib.sha256(text.encode()).hexdigest()
+
+
 def write_text(text: str) -> Callable[[Path], None]:
     """A writer of `text` for `write_unit`."""
     return lambda tmp: tmp.write_text(text)
@@ -237,6 +245,8 @@ def read_csv(path: Path, models: tuple[str, ...] = MODELS, columns: tuple[Column
         raise DataError(f"{path}: not a readable text file ({e.__class__.__name__})") from None
     if text and not text.endswith("\n"):
         raise DataError(f"{path}: the last line is cut short (the file does not end with a newline)")
+    if "\r" in text or '"' in text:
+        raise DataError(f"{path}: not a CSV of this project (carriage returns or quoted fields)")
     try:
         records = list(csv.reader(io.StringIO(text, newline="")))
     except csv.Error as e:
@@ -285,6 +295,8 @@ def _row(fields: list[str], models: tuple[str, ...], columns: tuple[Column, ...]
         raise DataError(f"{where}: score must be a number in [0, 1], got {score}")
     if diverged not in (0, 1):
         raise DataError(f"{where}: diverged must be 0 or 1, got {diverged}")
+    if diverged and score >= 1:
+        raise DataError(f"{where}: a diverged round answers wrong somewhere: its score cannot be {score}")
     extra = tuple((c.name, c.parse(v, where)) for c, v in zip(columns, own))
     return Row(model, sweep, params, rnd, score, bool(diverged), extra)
 
@@ -313,6 +325,7 @@ class Figure:
     percent: bool = False            # show scores in %
     models: tuple[str, ...] = MODELS # the model names its CSV may hold
     columns: tuple[Column, ...] = () # the columns its CSV carries beyond the common ones
+    solved_from: str = "score"       # the column whose value decides "solved" (a score on independent data)
     styles: tuple[tuple[str, dict], ...] = ()   # (series, matplotlib style) beyond the defaults
     table: bool = True               # print the table (a long grid prints its notes only)
     draw: Callable[[list[Summary], list[Row], float], Callable[[Path], None]] | None = None  # a figure of its own
@@ -321,8 +334,7 @@ class Figure:
 def table(summaries: list[Summary], columns: tuple[Column, ...] = ()) -> str:
     """One line per summary, its key columns after the model; a single fixed network (one round) has no
     interval to show."""
-    keys = [c.name for c in columns if c.key]
-    named = lambda s: " ".join([s.model, *(f"{k}={v:g}" if isinstance(v, float) else f"{k}={v}" for k, v in zip(keys, s.keys))])
+    named = lambda s: _named(s, columns)
     width = max([17] + [len(named(s)) + 2 for s in summaries])
     lines = [f"{'model':<{width}}{'sweep':>6}{'params':>7}{'mean':>9}{'95% CI':>19}{'solved':>9}{'95% CI':>17}{'rounds':>8}"]
     for s in summaries:
@@ -331,9 +343,25 @@ def table(summaries: list[Summary], columns: tuple[Column, ...] = ()) -> str:
         else:
             cis = (f"{'-':>19}", f"{'-':>17}")
         lines.append(f"{named(s):<{width}}{s.sweep:>6}{s.params:>7}{s.mean:>9.4f}{cis[0]}{s.solved:>9.3f}{cis[1]}{s.rounds:>8}")
-    lines += [f"{named(s)} {s.sweep}: {s.diverged} of {s.rounds} rounds diverged (non-finite parameters or logits; "
-              "scored as wrong answers)" for s in summaries if s.diverged]
-    return "\n".join(lines)
+    return "\n".join(lines + [divergence_lines(summaries, columns)] if any(s.diverged for s in summaries) else lines)
+
+
+def _named(s: Summary, columns: tuple[Column, ...]) -> str:
+    keys = [c.name for c in columns if c.key]
+    return " ".join([s.model, *(f"{k}={v:g}" if isinstance(v, float) else f"{k}={v}" for k, v in zip(keys, s.keys))])
+
+
+def divergence(summaries: list[Summary], columns: tuple[Column, ...] = ()) -> dict[str, int]:
+    """Diverged rounds per summary that has any (for the run's record)."""
+    return {f"{_named(s, columns)} {s.sweep}": s.diverged for s in summaries if s.diverged}
+
+
+def divergence_lines(summaries: list[Summary], columns: tuple[Column, ...] = ()) -> str:
+    """One line per summary with diverged rounds; a line saying there are none otherwise."""
+    lines = [f"{name}: {count} of {s.rounds} rounds diverged (non-finite parameters or logits; scored as wrong answers)"
+             for (name, count), s in zip(divergence(summaries, columns).items(), [s for s in summaries if s.diverged])]
+    total = sum(s.rounds for s in summaries)
+    return "\n".join(lines) if lines else f"no round diverged ({total} rounds)"
 
 
 STYLE = {"Naive": dict(color="C0", marker="o"), "RandomConv": dict(color="C1", marker="s"),
