@@ -8,6 +8,7 @@ script is checked before anything trains. Bad input ends with one line on stderr
 """
 import argparse
 import dataclasses
+import errno
 import hashlib
 import json
 import math
@@ -23,6 +24,7 @@ import torch
 from tqdm import tqdm
 
 import engine
+import interrupts
 import report
 from models import SCHEDULES
 
@@ -269,6 +271,8 @@ def writable_folder(out: Path) -> Path:
         probe.write_bytes(b"")
         probe.unlink()
     except OSError as e:
+        if e.errno in (errno.ENOSPC, errno.EDQUOT):                  # a full disk, not bad input: status 1
+            raise OSError(e.errno, e.strerror, str(out)) from None
         raise UsageError(f"--out {out}: cannot write there ({e.strerror or e})") from None
     return out
 
@@ -334,7 +338,10 @@ def main(p: Parser, jobs_of: Callable[[argparse.Namespace], list[Job]], argv: li
     try:
         args = p.parse_args(argv)
         jobs = jobs_of(args)
-        for line in execute(prog, jobs, args, argv):
+        printed = execute(prog, jobs, args, argv)
+        if argv is None:            # the script's own run, its files written: a late signal must not say otherwise
+            interrupts.settle()
+        for line in printed:
             print(line)
     except (UsageError, report.DataError) as e:
         print(f"{prog}: error: {e}", file=sys.stderr)
