@@ -12,6 +12,7 @@ Everything printed is measured in this one run, on this machine:
 """
 import interrupts; interrupts.install()             # noqa: E702  (first: Ctrl-C during the imports too)
 import os
+import shutil
 import statistics
 import subprocess
 import sys
@@ -68,16 +69,36 @@ def engine_steps_per_second(rounds: int, steps: int) -> tuple[float, int]:
     return stack.rounds * steps / (time.perf_counter() - start), stack.rounds
 
 
+class RunFailed(Exception):
+    """A script that bench.py ran ended with an error: one line and status 1."""
+
+
 def script_run(script: str, *argv: str) -> tuple[float, float]:
-    """Wall seconds and peak resident MiB of one run of a script in a fresh process."""
-    with tempfile.TemporaryDirectory() as out:
-        start = time.perf_counter()
-        proc = subprocess.Popen([sys.executable, script, *argv, "--out", out, "--device", "cpu"], cwd=ROOT,
-                                stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-        _, status, usage = os.wait4(proc.pid, 0)
+    """Wall seconds and peak resident MiB of one run of a script in a fresh process, writing into a
+    folder of its own (TMPDIR/bench-*). Both are bench.py's: if it is stopped, interrupts.py's handler
+    ends the run and removes the folder."""
+    with interrupts.held():                          # registered before a signal is taken
+        out = tempfile.mkdtemp(prefix="bench-")
+        interrupts.TEMPORARY.add(out)
+    try:
+        with interrupts.held():
+            start = time.perf_counter()
+            run = subprocess.Popen([sys.executable, script, *argv, "--out", out, "--device", "cpu"], cwd=ROOT,
+                                   stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+            interrupts.CHILDREN.add(run)
+        with run.stderr:
+            told = run.stderr.read().decode(errors="replace").strip()
+        _, status, usage = os.wait4(run.pid, 0)      # reaped here for its peak memory (Popen.kill spares a reaped child)
         wall = time.perf_counter() - start
-    if status:
-        raise cli.UsageError(f"{script} {' '.join(argv)} failed with status {status}")
+        run.returncode = os.waitstatus_to_exitcode(status)
+        interrupts.CHILDREN.discard(run)
+    finally:
+        with interrupts.held():
+            shutil.rmtree(out)
+            interrupts.TEMPORARY.discard(out)
+    if run.returncode:
+        last = told.splitlines()[-1] if told else "(nothing on stderr)"
+        raise RunFailed(f"{script} {' '.join(argv)} failed with status {run.returncode}: {last}")
     return wall, usage.ru_maxrss / 1024
 
 
@@ -87,6 +108,9 @@ def arguments() -> cli.Parser:
     p.add_argument("--plain-rounds", type=int, default=20, help="rounds of the plain loop to time")
     p.add_argument("--rounds", type=int, nargs="+", default=[500, 2000, 5000],
                    help="--rounds of eval_cnn.py for the cost curve")
+    p.add_argument("--quick", action="store_true",
+                   help="smoke run of a few seconds: each measure made here 50 times shorter, each script run with "
+                        "--quick --steps 2 (the numbers mean little)")
     return p
 
 
@@ -107,19 +131,26 @@ def main(argv: list[str] | None = None) -> int:
     except cli.UsageError as e:
         print(f"bench.py: error: {e}", file=sys.stderr)
         return 2
+    except RunFailed as e:
+        print(f"bench.py: error: {e}", file=sys.stderr)
+        return 1
+    except OSError as e:
+        print(f"bench.py: error: {e.strerror or e}{f': {e.filename}' if e.filename else ''}", file=sys.stderr)
+        return 1
     return 0
 
 
 def measure(args) -> None:
     print(f"device: cpu ({os.cpu_count()} cores visible), torch {torch.__version__}, threads {torch.get_num_threads()}")
 
+    shorter = 50 if args.quick else 1
     gen = torch.Generator().manual_seed(0)
     x_val, y_val = data.pattern_validation_set(1000, gen)
     cnn_batch = lambda: (*data.pattern_pairs((), gen), None)
     cnn_eval = lambda m: engine.accuracy(m(x_val)[:, 0][None], y_val)
-    train_cnn, eval_cnn = plain_rounds(lambda: NaiveCNN(4), cnn_batch, cnn_eval, args.plain_rounds, 100, 0.1, 0.5)
-    plain_rate = 100 / train_cnn
-    rate, stacked = engine_steps_per_second(500, 100)
+    train_cnn, eval_cnn = plain_rounds(lambda: NaiveCNN(4), cnn_batch, cnn_eval, args.plain_rounds, 100 // shorter, 0.1, 0.5)
+    plain_rate = 100 // shorter / train_cnn
+    rate, stacked = engine_steps_per_second(500 // shorter, 100 // shorter)
     print(f"\n1. training throughput, experiment 1 (model-steps per second, training only)")
     print(f"   plain loop, NaiveCNN(4), {args.plain_rounds} rounds:                  {plain_rate:10.0f}")
     print(f"   engine, Naive + RandomConv, 1..7 filters, {stacked} rounds:          {rate:10.0f}")
@@ -130,13 +161,14 @@ def measure(args) -> None:
         return (x, y if y.sum() >= data.MIN_POSITIVES else None, None)
     xb, yb = data.and_points((5000,), gen)
     train_bool, eval_bool = plain_rounds(lambda: NaiveBoolNet(11), bool_batch,
-                                  lambda m: engine.macro_f1(m(xb)[:, 0][None], yb), args.plain_rounds, 500, 0.1, 0.0)
+                                  lambda m: engine.macro_f1(m(xb)[:, 0][None], yb), args.plain_rounds, 500 // shorter, 0.1, 0.0)
 
     original = {"eval_cnn.py": (train_cnn + eval_cnn) * 7 * 500 * 3, "eval_bool.py": (train_bool + eval_bool) * 22 * 50 * 2}
     print(f"\n2. full default sweeps, end to end (median of {args.repeats} runs each, fresh processes)")
     print(f"   {'script':<14}{'wall s':>8}{'runs':>26}{'peak MiB':>10}{'plain loop s (extrapolated)':>30}{'speed-up':>10}")
+    quick = ["--quick", "--steps", "2"] if args.quick else []
     for script in ("eval_cnn.py", "eval_bool.py"):
-        runs = [script_run(script) for _ in range(args.repeats)]
+        runs = [script_run(script, *quick) for _ in range(args.repeats)]
         wall = statistics.median(w for w, _ in runs)
         peak = max(m for _, m in runs)
         print(f"   {script:<14}{wall:8.2f}{' '.join(f'{w:.2f}' for w, _ in runs):>26}{peak:10.0f}"
@@ -146,7 +178,7 @@ def measure(args) -> None:
     print(f"   {'rounds':>8}{'networks':>10}{'wall s':>9}{'peak MiB':>10}")
     curve = []
     for rounds in args.rounds:
-        wall, peak = script_run("eval_cnn.py", "--rounds", str(rounds))
+        wall, peak = script_run("eval_cnn.py", "--rounds", str(rounds), *quick)
         curve.append((rounds, wall, peak))
         print(f"   {rounds:8d}{21 * rounds:10d}{wall:9.2f}{peak:10.0f}")
     if len(set(args.rounds)) > 1:

@@ -8,12 +8,14 @@ script is checked before anything trains. Bad input ends with one line on stderr
 """
 import argparse
 import dataclasses
+import errno
 import hashlib
 import json
 import math
 import os
 import platform
 import sys
+import tempfile
 import time
 from dataclasses import dataclass, field, fields
 from pathlib import Path
@@ -22,6 +24,7 @@ from typing import Any, Callable
 import torch
 
 import engine
+import interrupts
 import report
 from models import SCHEDULES
 
@@ -285,10 +288,19 @@ def source(prog: str, jobs: list[Job], args: argparse.Namespace) -> Path:
 
 def writable_folder(out: Path) -> Path:
     """Check that the results can go to `out` without creating anything yet: a refused run leaves no
-    empty folder behind. The folder itself is made just before the files are written."""
+    empty folder behind (the folder itself is made just before the files are written). A full disk there
+    is an OSError (status 1), not bad input."""
     existing = next(p for p in (out, *out.parents) if p.exists() or p == Path(p.anchor or "."))
-    if not existing.is_dir() or not os.access(existing, os.W_OK | os.X_OK):
-        raise UsageError(f"--out {out}: cannot write there ({existing} is not a writable folder)")
+    try:
+        if not existing.is_dir():
+            raise NotADirectoryError(errno.ENOTDIR, "not a folder", str(existing))
+        fd, probe = tempfile.mkstemp(prefix=".probe-", suffix=".tmp", dir=existing)
+        os.close(fd)
+        os.unlink(probe)
+    except OSError as e:
+        if e.errno in (errno.ENOSPC, errno.EDQUOT):                  # a full disk, not bad input: status 1
+            raise OSError(e.errno, e.strerror, str(out)) from None
+        raise UsageError(f"--out {out}: cannot write there ({e.strerror or e})") from None
     return out
 
 
@@ -346,6 +358,8 @@ def execute(prog: str, jobs: list[Job], args: argparse.Namespace, argv: list[str
     out.mkdir(parents=True, exist_ok=True)
     report.write_unit(files)
     outcome.written = list(files)
+    if argv is None:                # the script's own run, its files written: a late signal must not say otherwise
+        interrupts.settle()
     print("wrote " + ", ".join(map(str, files)))
 
 
