@@ -216,6 +216,8 @@ class Job:
     study: StudySettings | None = None
     study_protocol: StudySettings | None = None
     record: dict = field(default_factory=dict)      # what the study adds to the JSON (chosen rates, ...)
+    expected: Callable[[Settings], dict[tuple[str, int], tuple[int, int]]] | None = None
+                                                    # (model, sweep) -> (params, rounds) its CSV must hold
 
     def recorded(self) -> dict:
         own = {} if self.study is None else {"study": dataclasses.asdict(self.study)}
@@ -228,9 +230,11 @@ class Job:
         return self.settings.memory_bytes() if self.study is None else self.study.memory_bytes(self.settings)
 
 
-def single(figure: report.Figure, s: Settings, protocol: Settings, run: Callable[[Settings, torch.Generator], list]) -> Job:
-    """The job of a script with one figure: `run(settings, gen)` gives its rows."""
-    return Job((figure,), s, protocol, lambda gen: {figure.name: run(s, gen)})
+def single(figure: report.Figure, s: Settings, protocol: Settings, run: Callable[[Settings, torch.Generator], list],
+           expected: Callable[[Settings], dict] | None = None) -> Job:
+    """The job of a script with one figure: `run(settings, gen)` gives its rows; `expected(settings)`, the
+    groups of rows such a run writes."""
+    return Job((figure,), s, protocol, lambda gen: {figure.name: run(s, gen)}, expected=expected)
 
 
 def device(name: str) -> torch.device:
@@ -332,9 +336,12 @@ def execute(prog: str, jobs: list[Job], args: argparse.Namespace, argv: list[str
         solved_at = job.settings.solved_at
         if args.plot_only:
             rows = {f.name: report.read_csv(src / f"{f.name}.csv", f.models, f.columns) for f in job.figures}
-            info = {f.name: {**read_record(src / f"{f.name}.json", prog, f.name, src / f"{f.name}.csv"),
+            info = {f.name: {**read_record(src / f"{f.name}.json", prog, f.name, src / f"{f.name}.csv", job),
                              "replotted": {"from": str(src / f"{f.name}.csv"), "solved_at": solved_at, "command": command}}
                     for f in job.figures}
+            if job.expected is not None:
+                for f in job.figures:
+                    check_groups(src / f"{f.name}.csv", rows[f.name], job.expected(job.settings))
         else:
             start = time.perf_counter()
             rows = job.run(torch.Generator(dev).manual_seed(args.seed))
@@ -363,10 +370,10 @@ def execute(prog: str, jobs: list[Job], args: argparse.Namespace, argv: list[str
     print("wrote " + ", ".join(map(str, files)))
 
 
-def read_record(path: Path, prog: str, figure: str, csv_path: Path) -> dict:
+def read_record(path: Path, prog: str, figure: str, csv_path: Path, job: Job) -> dict:
     """The record (JSON) of the run that wrote a CSV: it must be there, be this project's strict JSON, name
-    this script and figure, and hold the digest of that very CSV (a CSV edited, swapped or cut since is
-    refused)."""
+    this script and figure, hold the settings these flags give (but for the solved threshold, which only
+    scores) and the digest of that very CSV (a CSV edited, swapped or cut since is refused)."""
     if not path.is_file():
         raise report.DataError(f"{path}: missing: a results CSV is read only beside the record of its run")
     try:
@@ -377,7 +384,24 @@ def read_record(path: Path, prog: str, figure: str, csv_path: Path) -> dict:
         raise report.DataError(f"{path}: not the record of a {prog} run of {figure}")
     if record.get("csv_sha256") != report.digest(csv_path.read_bytes().decode("utf-8", "replace")):
         raise report.DataError(f"{csv_path}: does not match the record of its run ({path.name}): edited since?")
+    unscored = lambda d: {k: v for k, v in d.items() if k != "solved_at"} if isinstance(d, dict) else d
+    if unscored(record.get("settings")) != unscored(json.loads(report.json_text(job.recorded()))):
+        raise report.DataError(f"{path}: records other settings than these flags give")
     return record
+
+
+def check_groups(path: Path, rows: list[report.Row], expected: dict[tuple[str, int], tuple[int, int]]) -> None:
+    """The rows hold exactly the (model, sweep) groups such a run writes, each with its parameter count and
+    rounds 0..rounds-1."""
+    found: dict[tuple[str, int], list[report.Row]] = {}
+    for r in rows:
+        found.setdefault((r.model, r.sweep), []).append(r)
+    for key in sorted(set(found) ^ set(expected)):
+        raise report.DataError(f"{path}: {'holds' if key in found else 'lacks'} {key[0]} {key[1]}, which such a run "
+                               f"{'never writes' if key in found else 'writes'}")
+    for key, (params, rounds) in expected.items():
+        if {r.params for r in found[key]} != {params} or sorted(r.round for r in found[key]) != list(range(rounds)):
+            raise report.DataError(f"{path}: {key[0]} {key[1]} should have {params} parameters and rounds 0..{rounds - 1}")
 
 
 def _no_constant(name: str):

@@ -183,8 +183,14 @@ def arguments() -> cli.Parser:
     return cli.experiment_parser("eval_bool.py", __doc__, PROTOCOL)
 
 
+def expected(s: Settings) -> dict[tuple[str, int], tuple[int, int]]:
+    """The (model, sweep) groups a run with these settings writes: (parameters, rounds) each."""
+    groups = {(f, n): (model(s, f, n).final_size, s.rounds) for f in FAMILIES for n in s.sizes()}
+    return {**groups, ("hardcoded", HYPER_WIDTH): (hardcoded_bool_net().final_size, 1)}
+
+
 def jobs(args) -> list[cli.Job]:
-    return [cli.single(FIGURE, cli.settings_of(args, PROTOCOL), PROTOCOL, run)]
+    return [cli.single(FIGURE, cli.settings_of(args, PROTOCOL), PROTOCOL, run, expected)]
 
 
 if __name__ == "__main__":

@@ -1,0 +1,114 @@
+"""What a new user's abuse must meet (issue "A study is one unit too"): tampered files refused, a run's
+files replaced as one unit, messages that say what is on disk, huge values refused, a clean working tree.
+The tampered-file corpus lives in tests/tampered/ (remade by tests/tampered/make.py)."""
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+import cli
+import eval_bool
+import eval_cnn
+import report
+
+ROOT = Path(__file__).resolve().parents[1]
+CORPUS = Path(__file__).resolve().parent / "tampered"
+SCRIPTS = {"cnn": eval_cnn, "bool": eval_bool}
+CASES = sorted((script, case.name) for script in SCRIPTS for case in (CORPUS / script).iterdir() if case.is_dir())
+
+
+def main(script: str, *argv) -> int:
+    module = SCRIPTS[script]
+    return cli.main(module.arguments(), module.jobs, [str(a) for a in argv])
+
+
+@pytest.mark.parametrize("script,case", CASES, ids=[f"{s}-{c}" for s, c in CASES])
+def test_plot_only_refuses_every_tampered_file(tmp_path, capsys, script, case):
+    folder = shutil.copytree(CORPUS / script / case, tmp_path / case)
+    before = {p.name: p.read_bytes() for p in folder.iterdir()}
+    assert main(script, "--quick", "--plot-only", "--out", folder) == 2
+    err = capsys.readouterr().err
+    assert err.startswith(f"eval_{script}.py: error: ") and err.count("\n") == 1 and len(err) < 400, err
+    assert {p.name: p.read_bytes() for p in folder.iterdir()} == before          # nothing written
+
+
+def test_the_corpus_is_refused_for_its_damage_not_by_accident(tmp_path, capsys):
+    """The untampered quick run it was made from redraws fine (else every case would pass for nothing)."""
+    for script, module in SCRIPTS.items():
+        assert main(script, "--quick", "--out", tmp_path / script) == 0
+        assert main(script, "--quick", "--plot-only", "--out", tmp_path / script) == 0
+    capsys.readouterr()
+
+
+def test_a_redraw_in_place_leaves_the_run_files_as_they_were(tmp_path, capsys):
+    """`--plot-only` on the folder of a run rewrites its figure only: CSV and record stay byte for byte
+    (the committed results stay clean under `git status`)."""
+    assert main("cnn", "--quick", "--out", tmp_path) == 0
+    kept = {p: p.read_bytes() for p in tmp_path.glob("*.[cj]s*")}
+    assert main("cnn", "--quick", "--plot-only", "--out", tmp_path) == 0
+    assert {p: p.read_bytes() for p in tmp_path.glob("*.[cj]s*")} == kept
+    assert "wrote " + str(tmp_path / "cnn_experiment.png") in capsys.readouterr().out
+
+
+def test_a_failing_second_experiment_leaves_the_first_ones_files_untouched(tmp_path, capsys):
+    """A study's figures are one result: two jobs, the second fails after the first ran; nothing is
+    written, the old files of both stay."""
+    s = eval_bool.PROTOCOL.quick()
+    figure = lambda name: eval_bool.FIGURE.__class__(**{**eval_bool.FIGURE.__dict__, "name": name})
+    ok = cli.Job((figure("first"),), s, s, lambda gen: {"first": [report.Row("Naive", 1, 5, 0, 0.5)]})
+
+    def broken(gen):
+        raise cli.UsageError("the second experiment failed")
+    bad = cli.Job((figure("second"),), s, s, broken)
+    old = {tmp_path / f"{n}.csv": b"old\n" for n in ("first", "second")}
+    for path, text in old.items():
+        path.write_bytes(text)
+    parser = eval_bool.arguments()
+    assert cli.main(parser, lambda args: [ok, bad], ["--out", str(tmp_path)]) == 2
+    assert {p: p.read_bytes() for p in old} == old and len(list(tmp_path.iterdir())) == 2
+    assert "second experiment failed" in capsys.readouterr().err
+
+
+def test_output_that_cannot_be_printed_stops_the_run_before_any_file_is_written(tmp_path):
+    """stdout on a full device: the tables cannot be printed, the run stops with status 1, and what the
+    message says about the files is true: none was written."""
+    with open("/dev/full", "w") as full:
+        done = subprocess.run([sys.executable, "eval_cnn.py", "--quick", "--steps", "2", "--out", str(tmp_path)],
+                              cwd=ROOT, stdout=full, stderr=subprocess.PIPE, text=True, timeout=120)
+    errors = [line for line in done.stderr.splitlines() if "error:" in line]       # (beside the progress bar)
+    assert done.returncode == 1 and len(errors) == 1 and done.stderr.endswith(errors[0] + "\n"), done.stderr
+    assert "the previous files are untouched" in errors[0] and not list(tmp_path.iterdir())
+
+
+def test_a_failure_after_the_files_are_written_says_they_were(tmp_path, capsys, monkeypatch):
+    """If saying "wrote" fails, the message says the results were written (they were)."""
+    real_print = print
+
+    def failing_wrote(*args, **kwargs):
+        if args and str(args[0]).startswith("wrote "):
+            raise OSError(28, "No space left on device")
+        return real_print(*args, **kwargs)
+    monkeypatch.setattr("builtins.print", failing_wrote)
+    assert main("cnn", "--quick", "--steps", "2", "--out", tmp_path) == 1
+    err = capsys.readouterr().err
+    assert "the results were written" in err and (tmp_path / "cnn_experiment.csv").exists()
+
+
+@pytest.mark.parametrize("flag,value", [("--steps", "99999999999999999999"), ("--steps", "9223372036854775808"),
+                                        ("--rounds", str(10 ** 12)), ("--max-filters", str(2 ** 70))])
+def test_huge_values_are_refused_in_one_line(capsys, flag, value):
+    assert main("cnn", flag, value) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "at most" in err and flag in err
+
+
+def test_an_empty_out_and_a_refused_run_leave_the_tree_clean(tmp_path, capsys, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    assert main("cnn", "--quick", "--out", "") == 2
+    assert main("cnn", "--quick", "--lr", "nan") == 2
+    assert main("cnn", "--rounds", str(10 ** 8)) == 2                      # too large for the memory
+    assert not list(tmp_path.iterdir())                                   # no results, no empty runs/ folder
+    capsys.readouterr()
