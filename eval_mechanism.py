@@ -261,7 +261,7 @@ def share_line(ax, shares: dict[int, np.ndarray], label: str, **style) -> None:
 def anatomy_panel(ax, r: Results) -> None:
     solved, holds = r.solved(WIDE), r.holds()
     share_line(ax, solved, "wide network solves")
-    share_line(ax, holds, f"holds a sub-network of {r.e.SMALL} {r.e.SIZE} that solves alone")
+    share_line(ax, holds, f"holds a sub-network ({r.e.SIZE} {r.e.SMALL}) that solves alone")
     share_line(ax, {n: solved[n] & holds[n] for n in solved}, "solves and holds one")
     ax.set(xlabel=r.e.SIZE, ylabel="rounds (%)", title="anatomy of the trained wide networks")
 
@@ -520,7 +520,7 @@ def notes(e: ModuleType) -> cli.Notes:
         lines = [f"mechanism ({e.NAME}): per {e.SIZE}, shares of rounds [95 % Wilson], means [95 % bootstrap over rounds]"]
         for n in wide:
             of_solved = f"{100 * holds[n][solved[n]].mean():.1f} %" if solved[n].any() else "-"
-            lines.append(f"  {e.SIZE} {n}: wide solves {percent(solved[n])}; holds a sub-network of {e.SMALL} that "
+            lines.append(f"  {e.SIZE} {n}: wide solves {percent(solved[n])}; holds a sub-network ({e.SIZE} {e.SMALL}) that "
                          f"solves alone {percent(holds[n])} (of the solved ones {of_solved}); the best-ranked one "
                          f"alone solves {percent(alone[n] >= solved_at)}; test error {mean_ci(tests[n], 4)}")
         lines += ANATOMIES[e.NAME].lines(r)
@@ -532,8 +532,27 @@ def notes(e: ModuleType) -> cli.Notes:
             lines.append(f"    ticket - wide (paired): {report.compare(tickets[n], wide[n], True, solved_at)}")
             if fresh is not None:
                 lines.append(f"    ticket - fresh {e.SIZE} {e.SMALL}: {report.compare(tickets[n], fresh, False, solved_at)}")
-        return "\n".join(lines)
+        return "\n".join(lines + across(r))
     return text
+
+
+def across(r: Results) -> list[str]:
+    """The sweep in one line: the range of each arm's solved share over the sizes above the smallest solving
+    one, and where the solved-share differences' 95 % intervals exclude 0."""
+    sizes = [n for n in r.scores(TICKET) if n > r.e.SMALL]
+    if not sizes:
+        return []
+    arms = {"wide": WIDE, "ticket": TICKET, "control": CONTROL}
+    shares = {short: [100 * r.solved(name)[n].mean() for n in sizes] for short, name in arms.items()}
+    ranges = ", ".join(f"{name} {min(v):.0f}-{max(v):.0f} %" for name, v in shares.items())
+    out = [f"across {r.e.SIZE} {sizes[0]}-{sizes[-1]}: solved {ranges}"]
+    for other in ("control", "wide"):
+        cis = {n: report.difference_ci(r.solved(TICKET)[n], r.solved(arms[other])[n], True) for n in sizes}
+        apart = [f"{n} ({100 * d[0]:+.0f})" for n, d in cis.items() if d[1] > 0 or d[2] < 0]
+        out.append(f"  ticket - {other} (paired): solved-share interval excludes 0 at {len(apart)} of {len(sizes)} sizes: "
+                   f"{', '.join(apart) or '-'}; differences {min(d[0] for d in cis.values()) * 100:+.0f} to "
+                   f"{max(d[0] for d in cis.values()) * 100:+.0f} points")
+    return out
 
 
 SHARED_PANELS = (anatomy_panel, ticket_panel, profile_panel)
