@@ -438,7 +438,7 @@ def study_parser(prog: str, doc: str, protocols: dict[str, Settings], names: lis
     p = parser(prog, doc)
     add_overrides(p, protocols, names)
     if own:
-        add_overrides(p, own, [f.name for f in fields(next(iter(own.values())))])
+        add_overrides(p, own, list(dict.fromkeys(f.name for s in own.values() for f in fields(s))))
     if len(protocols) > 1:
         p.add_argument("--experiment", choices=(*protocols, "all"), default="all", help="which experiments to run")
     add_run_flags(p)
@@ -450,6 +450,8 @@ def study_settings(args: argparse.Namespace, protocols: dict[str, Settings],
     """The checked settings, the experiment's and the study's own, of every experiment the study runs (all
     checked before any trains); a study flag that no experiment it runs can apply is refused."""
     chosen = [e for e in protocols if getattr(args, "experiment", "all") in (e, "all")]
+    refuse_unused(args, [protocols[e] for e in chosen] + ([own[e] for e in chosen] if own else []),
+                  [*protocols.values(), *(own or {}).values()], chosen)
     out = {}
     for e in chosen:
         base = settings_of(args, protocols[e])
@@ -459,6 +461,16 @@ def study_settings(args: argparse.Namespace, protocols: dict[str, Settings],
             study = (study.quick() if args.quick else study).check_with(base)
         out[e] = (base, study)
     return out
+
+
+def refuse_unused(args: argparse.Namespace, applied: list[Checked], every: list[Checked], chosen: list[str]) -> None:
+    """A study flag given on the command line that none of the settings `applied` (those of the experiments the
+    run chose) has is refused, not silently ignored (`every`: all the settings the study's flags come from)."""
+    having = {f.name for s in applied for f in fields(s)}
+    for name in dict.fromkeys(f.name for s in every for f in fields(s)):
+        if getattr(args, name, None) is not None and name not in having:
+            raise UsageError(f"{flag(name)} does not apply to {' or '.join(chosen)}: no experiment this run "
+                             "runs has that setting")
 
 
 def settings_of(args: argparse.Namespace, defaults: Settings) -> Settings:

@@ -5,59 +5,147 @@ Two published explanations make testable predictions on these networks:
     sub-network whose initial weights train well; rewound to those weights and trained alone, it succeeds;
   - exploration at initialization (Brutzkus & Globerson, ICML 2019): in a max-pooling CNN detecting a
     pattern, some filters are already aligned with it at init, and training concentrates on them.
-Experiment 1, for every trained Naive(n) of the faithful sweep: each filter alone (max pooling and a
-threshold fitted on a selection set) -- which networks hold a filter that solves alone; the best filter
-(chosen on the selection set) rewound to its initial weights with its decision weight and bias and
-trained alone on fresh batches, against a random filter of the same network rewound alike (the control of
-the original paper) and against the wide network; the solved share against the best initial cosine of a
-network's filters with the pattern's kernel; and an init-only search: of n fresh Naive(1), keep the one
-best on the selection set before any training (its filter alone, threshold fitted), and train only it,
-against one Naive(n) and the best of n trained Naive(1) chosen after training.
-Experiment 2, for every trained Naive(w), w >= 3: the width-2 sub-network it relies on most (the two hidden
-units of largest |output weight| x |input weights|, the size of their effect on the output), alone with
-the output bias; rewound and trained alone as a width-2 network, against a random pair rewound alike.
-Both: the share of rounds scoring at least t for every t (a performance profile). Every choice that looks
-at data uses the selection set, never the validation set.
+For every trained Naive network of the sweep, from the smallest size that solves the task (SMALL: 1 filter,
+width 2) up: the sub-network of SMALL units it relies on most (its "ticket"), scored alone; rewound to its
+initial weights and trained alone on fresh batches, against SMALL random units of the same network rewound
+alike (the control of the original paper), the wide network itself and a fresh small network. What a unit
+is and how it is ranked is each experiment's own (an "anatomy", chosen by the experiment's NAME):
+  experiment 1: a unit is a filter; alone, it is max-pooled and thresholded (threshold and sign fitted on
+    the selection set); ranked by that accuracy on the selection set. Measured per network: `alone` (its
+    best-ranked filter alone, on the validation sets), `detectors` (filters that solve alone at the run's
+    --solved-at) and `cosine` (the best cosine of its initial filters with the pattern's kernel). Its own
+    arms: an init-only search (of n fresh Naive(1), keep the one whose initial filter alone is best on
+    the selection set, before any training, and train only it) against the best of n trained Naive(1)
+    chosen after training (selection score);
+  experiment 2: a unit is a hidden unit; the two of largest |output weight| x |input weights| (the size of
+    their effect on the output: weights only, no data) form the width-2 sub-network, with the output bias;
+    measured per network: `alone` (that pair alone, on the validation sets).
+Every row is a trained network, scored on each round's own validation set (rounds are independent) with
+its real `diverged` flag and the experiment's test-set measurements (TEST_COLUMNS). Every choice that looks
+at data uses the selection set, never the validation set. Figure: anatomy, ticket test, performance profile
+(and experiment 1's alignment, init-only and detector panels).
 Writes mechanism_cnn and mechanism_bool (.png, .csv, .json).
 """
 import interrupts; interrupts.install()             # noqa: E702  (first: Ctrl-C during the imports too)
 import dataclasses
 import sys
 from pathlib import Path
+from types import ModuleType
 
 import numpy as np
 import torch
 from torch import Tensor
 
 import cli
-import data
 import engine
 import eval_bool
 import eval_cnn
 import report
-from models import NaiveBoolNet, NaiveCNN, pool_conv
+from models import pool_conv
 
+EXPERIMENTS = {e.NAME: e for e in (eval_cnn, eval_bool)}
 FLAGS = ["rounds", "steps", "lr", "momentum", "optimizer", "solved_at", "min_filters", "max_filters", "min_width",
-         "max_width", "selection"]
-WIDE, ALONE, HOLDS, DETECTORS = "wide network", "best unit alone", "holds a unit that solves alone", "detector share"
-TICKET, CONTROL, FRESH = "ticket: best unit rewound, retrained", "control: random unit rewound, retrained", "fresh small"
-INIT_CHOICE, RESTARTS, ALIGN = "init-only choice of n Naive(1)", "best of n trained Naive(1)", "best initial cosine"
-MODELS = {"cnn": (WIDE, ALONE, HOLDS, DETECTORS, TICKET, CONTROL, FRESH, INIT_CHOICE, RESTARTS, ALIGN),
-          "bool": (WIDE, ALONE, HOLDS, TICKET, CONTROL, FRESH)}
+         "max_width"]
+WIDE, TICKET, CONTROL = "wide network", "ticket: best unit rewound, retrained", "control: random unit rewound, retrained"
+INIT_CHOICE, RESTARTS = "init-only choice of n Naive(1)", "best of n trained Naive(1)"
+CHUNK = 32                          # rounds of per-round data held at once by the filter-alone measurements
+ALONE = report.Column("alone", float, key=False, low=0, high=1)
+DETECTORS = report.Column("detectors", int, key=False, low=0)
+COSINE = report.Column("cosine", float, key=False, low=-1, high=1)
+
+
+def experiment_of(s: cli.Settings) -> ModuleType:
+    """The experiment whose settings these are."""
+    return next(e for e in EXPERIMENTS.values() if isinstance(s, e.Settings))
+
+
+# ----------------------------------------------------------------------------- the study's own settings
+
+@dataclasses.dataclass(frozen=True, kw_only=True)
+class Mechanism(cli.StudySettings):
+    """The study's own settings for one experiment, kept beside the experiment's."""
+
+    def check_with(self, base: cli.Settings) -> "Mechanism":
+        """A sub-network of the smallest solving size needs a wider network in the sweep."""
+        super().check_with(base)
+        e = experiment_of(base)
+        if max(base.sizes()) <= e.SMALL:
+            raise cli.UsageError(f"{cli.flag('max_' + e.SIZE)} must be at least {e.SMALL + 1}: a sub-network of "
+                                 f"the smallest solving size ({e.SIZE} {e.SMALL}) needs a wider network")
+        return self
 
 
 @dataclasses.dataclass(frozen=True, kw_only=True)
-class CNNAnatomy(eval_cnn.Settings):
-    """Experiment 1's settings and the selection set that fits each filter's threshold and makes every choice
-    (experiment 2's choices look at weights only)."""
-    selection: int = cli.setting("selection set: pairs of sequences (cnn)", cli.positive, "a positive integer",
-                                 default=1000)
+class FilterChoice(Mechanism):
+    """Experiment 1: the selection set that fits each filter's threshold and makes every choice."""
+    selection: int = cli.setting("selection set of experiment 1: pairs of sequences per round", cli.positive,
+                                 "a positive integer", default=1000)
+
+    def memory_bytes(self, base: eval_cnn.Settings) -> int:
+        """Besides the experiment's: every round's selection and validation sequences, held, and a chunk of
+        rounds' correlations of their sequences with every filter at every position."""
+        held_sets = base.rounds * 2 * (self.selection + eval_cnn.VALIDATION_PAIRS) * base.seq_len * 4
+        pairs = max(self.selection, eval_cnn.VALIDATION_PAIRS)
+        return base.memory_bytes() + held_sets + CHUNK * 2 * pairs * base.seq_len * (1 + base.max_filters) * 4 * 2
 
 
-PROTOCOLS = {"cnn": CNNAnatomy(**dataclasses.asdict(eval_cnn.PROTOCOL)), "bool": eval_bool.PROTOCOL}
+@dataclasses.dataclass(frozen=True, kw_only=True)
+class PairChoice(Mechanism):
+    """Experiment 2 chooses by weights alone: no setting of its own."""
 
 
-# ----------------------------------------------------------------------------- thresholds fitted on data
+# ----------------------------------------------------------------------------- units: rank, extract, rewind
+
+def top(rank: Tensor, k: int) -> Tensor:
+    """The k units of highest rank per row (R, units) -> (R, k); ties go to the first."""
+    return rank.argsort(dim=1, descending=True, stable=True)[:, :k]
+
+
+def keep_units(params: dict[str, Tensor], units: Tensor, axes: dict[str, int]) -> dict[str, Tensor]:
+    """The parameters of the sub-networks made of the units `units` (R, k) of each row: every parameter
+    cut along its units' axis (`axes`); a parameter without one (an output bias) is kept whole."""
+    out = {}
+    for name, p in params.items():
+        if name not in axes:
+            out[name] = p
+            continue
+        shape = [len(units)] + [1] * (p.dim() - 1)
+        shape[axes[name]] = units.shape[1]
+        out[name] = p.take_along_dim(units.view(shape), dim=axes[name])
+    return out
+
+
+def stack_of(template: torch.nn.Module, values: list[dict[str, Tensor]]) -> engine.Stack:
+    """A trainable stack of the template's size, one group per entry of `values` (each the same rounds)."""
+    rounds = len(next(iter(values[0].values())))
+    return engine.assemble([template] * len(values), rounds, values, next(iter(values[0].values())).device)
+
+
+def held(scorer: engine.Scorer, rounds: int) -> engine.Scorer:
+    """The same scorer with each of `rounds` rounds' data drawn once and held, not drawn again for every
+    stack and group that meets it (row i of a stack is round i % rounds); labels of shape (N,) are every
+    round's, of shape (rounds, N) each round's own."""
+    parts = [scorer.data(a, min(a + CHUNK, rounds)) for a in range(0, rounds, CHUNK)]
+    x = torch.cat([xs[0] for xs, _ in parts])
+    y = parts[0][1] if parts[0][1].dim() == 1 else torch.cat([y for _, y in parts])
+    del parts
+
+    def data(start: int, stop: int) -> engine.Batch:
+        first = start % rounds
+        rows = slice(first, first + stop - start) if first + stop - start <= rounds else \
+            torch.arange(start, stop, device=x.device) % rounds
+        return (x[rows],), (y if y.dim() == 1 else y[rows])
+    return engine.Scorer(data, scorer.metric, scorer.shared)
+
+
+def fitted(e: ModuleType, s: cli.Settings, gen: torch.Generator, stack: engine.Stack, bar) -> dict[str, Tensor]:
+    """Train a stack in place as the experiment does; returns its initial parameters."""
+    start = {k: v.clone() for k, v in stack.params.items()}
+    e.fit(s, gen, stack, bar)
+    return start
+
+
+# ----------------------------------------------------------------------------- experiment 1's units: filters
 
 def fit_thresholds(values: Tensor, labels: Tensor) -> tuple[Tensor, Tensor]:
     """Per row of values (P, B) scored against labels (B,) or (P, B): the threshold and direction (+1:
@@ -85,316 +173,434 @@ def accuracy_of(values: Tensor, labels: Tensor, threshold: Tensor, direction: Te
     return ((direction[:, None] * (values - threshold[:, None]) > 0).float() == labels).float().mean(-1)
 
 
-def filters_alone(w: Tensor, x_sel: Tensor, y_sel: Tensor, x_val: Tensor, y_val: Tensor) -> tuple[Tensor, Tensor]:
-    """Each filter of w (R, F, K) alone, max-pooled, with a threshold fitted on the selection set:
-    its selection and validation accuracies, both (R, F)."""
+def pooled(w: Tensor, batch: engine.Batch) -> tuple[Tensor, Tensor]:
+    """Each filter of w (R, F, K), max-pooled over a batch ((x,), y), x (R, B, 1, L) or shared (B, 1, L),
+    y (B,) or (R, B): the responses (R*F, B) and their labels."""
+    (x,), y = batch
     with torch.no_grad():
-        pooled = [pool_conv(x.squeeze(-2), w).permute(0, 2, 1).flatten(0, 1) for x in (x_sel, x_val)]   # (R*F, B)
-    threshold, direction = fit_thresholds(pooled[0], y_sel)
-    return tuple(accuracy_of(p, y, threshold, direction).view(w.shape[0], w.shape[1])
-                 for p, y in zip(pooled, (y_sel, y_val)))
+        values = pool_conv(x.squeeze(-2), w).permute(0, 2, 1).flatten(0, 1)
+    return values, y.expand(w.shape[0], -1)[:, None].expand(-1, w.shape[1], -1).flatten(0, 1)
+
+
+def filters_alone(w: Tensor, fit: engine.Batch, *scored: engine.Batch) -> list[Tensor]:
+    """Each filter of w (R, F, K) alone, max-pooled, with a threshold and sign fitted on the batch `fit`:
+    its accuracy on `fit` and on each batch of `scored`, each (R, F)."""
+    values, labels = pooled(w, fit)
+    threshold, direction = fit_thresholds(values, labels)
+    return [accuracy_of(v, y, threshold, direction).view(w.shape[0], w.shape[1])
+            for v, y in [(values, labels), *(pooled(w, b) for b in scored)]]
 
 
 def cosine(w: Tensor, kernel: Tensor) -> Tensor:
     """Cosine of each filter of w (R, F, K) with the kernel (K,) -> (R, F)."""
-    return torch.nn.functional.cosine_similarity(w, kernel.expand_as(w), dim=-1)
+    return torch.nn.functional.cosine_similarity(w, kernel.expand_as(w), dim=-1).clamp(-1.0, 1.0)
 
 
-# ----------------------------------------------------------------------------- experiment 1
+def filters(params: dict[str, Tensor]) -> Tensor:
+    """The filters (R, F, K) of stacked NaiveCNN parameters."""
+    return params["conv.weight"].flatten(1, 2)
 
-def rows_of(model: str, sweep: int, params: int, scores: Tensor) -> list[report.Row]:
-    return [report.Row(model, sweep, params, r, float(min(max(v, 0.0), 1.0))) for r, v in enumerate(scores.tolist())]
+
+# ----------------------------------------------------------------------------- experiment 2's units: hidden units
+
+def reliance(params: dict[str, Tensor]) -> Tensor:
+    """How much a NaiveBoolNet relies on each hidden unit, from weights alone: |output weight| x |input
+    weights|, a bound on how far the unit moves the logit per unit of input. (R, width)."""
+    return params["output.weight"][:, 0].abs() * params["hidden.weight"].norm(dim=-1)
 
 
-def run_cnn(s: CNNAnatomy, gen: torch.Generator) -> list[report.Row]:
-    task = s.task()
-    x_val, y_val = data.pattern_validation_set(eval_cnn.VALIDATION_PAIRS, gen, task)
-    x_sel, y_sel = data.pattern_validation_set(s.selection, gen, task)
-    kernel = torch.tensor(task.kernel, device=gen.device)
-    val = eval_cnn.shared_set(x_val, y_val)
-    score = lambda stack: val(stack)[0]
-    counts = list(s.sizes())
-    top = max(counts)
-    rows = []
-    with report.bar(4 * s.steps, "mechanism (cnn)") as bar:
-        wide = engine.init_stack([eval_cnn.model(s, "Naive", n) for n in counts], s.rounds, gen)
-        start = {k: v.clone() for k, v in wide.params.items()}
-        eval_cnn.fit(s, gen, wide, bar)
-        wide_scores = score(wide)
-        picks, randoms = [], []
-        for g, n in zip(wide.groups, counts):
-            own = wide.group_params(g)
-            sel, valid = filters_alone(own["conv.weight"].flatten(1, 2), x_sel, y_sel, x_val, y_val)
-            detectors = (valid >= s.solved_at).float().sum(1)
-            rows += rows_of(WIDE, n, 5 * n + 1, wide_scores[g.start:g.stop])
-            rows += rows_of(ALONE, n, 5, valid.gather(1, sel.argmax(1, keepdim=True))[:, 0])
-            rows += rows_of(HOLDS, n, 5 * n + 1, (detectors > 0).float())
-            rows += rows_of(DETECTORS, n, 5 * n + 1, detectors / n)
-            first = start["conv.weight"][g.start:g.stop, :n, 0]                          # (R, n, K) at init
-            rows += rows_of(ALIGN, n, 5 * n + 1, (cosine(first, kernel).max(1).values + 1) / 2)
-            picks.append(sel.argmax(1))                                                  # chosen on the selection set
-            randoms.append(torch.randint(0, n, (g.stop - g.start,), generator=gen, device=gen.device))
-        for name, chosen in ((TICKET, picks), (CONTROL, randoms)):
-            stack = engine.trainable_stack(NaiveCNN(1, kernel_size=len(s.pattern)), rewound_filters(start, wide, chosen))
-            eval_cnn.fit(s, gen, stack, bar)
-            scores = score(stack)
-            for i, n in enumerate(counts):
-                rows += rows_of(name, n, 6, scores[i * s.rounds:(i + 1) * s.rounds])
-        rows += rows_of(FRESH, 1, 6, wide_scores[:s.rounds]) if counts[0] == 1 else []
-        rows += init_search(s, gen, top, x_sel, y_sel, val, bar)
+# ----------------------------------------------------------------------------- the results, grouped
+
+@dataclasses.dataclass
+class Results:
+    """A run's rows as the notes and the figure read them (`report.by_model` is the one grouping)."""
+    rows: list[report.Row]
+    solved_at: float
+    e: ModuleType
+
+    def scores(self, model: str) -> dict[int, np.ndarray]:
+        return report.by_model(self.rows).get(model, {})
+
+    def column(self, model: str, name: str) -> dict[int, np.ndarray]:
+        """A measurement column of a model's rows per sweep value, in round order."""
+        return report.by_model([dataclasses.replace(r, score=r.get(name)) for r in self.rows if r.model == model]
+                               ).get(model, {})
+
+    def solved(self, model: str) -> dict[int, np.ndarray]:
+        return {n: v >= self.solved_at for n, v in self.scores(model).items()}
+
+    def holds(self) -> dict[int, np.ndarray]:
+        """Which wide networks hold a sub-network that solves alone (their anatomy says how to tell)."""
+        return ANATOMIES[self.e.NAME].holds(self)
+
+
+def percent(hits: np.ndarray) -> str:
+    """A share in % with its 95 % Wilson interval."""
+    lo, hi = report.wilson_ci(int(hits.sum()), len(hits))
+    return f"{100 * hits.mean():.1f} % [{100 * lo:.1f}, {100 * hi:.1f}]"
+
+
+def mean_ci(values: np.ndarray, digits: int = 2) -> str:
+    lo, hi = report.bootstrap_mean_ci(values)
+    return f"{values.mean():.{digits}f} [{lo:.{digits}f}, {hi:.{digits}f}]"
+
+
+# ----------------------------------------------------------------------------- figure panels (shared)
+
+def share_line(ax, shares: dict[int, np.ndarray], label: str, **style) -> None:
+    """The share of rounds that are True against the sweep value, with its 95 % Wilson band."""
+    if not shares:
+        return
+    xs = list(shares)
+    ci = np.array([report.wilson_ci(int(v.sum()), len(v)) for v in shares.values()]) * 100
+    line, = ax.plot(xs, [100 * v.mean() for v in shares.values()], marker="o", label=label, **style)
+    ax.fill_between(xs, ci[:, 0], ci[:, 1], color=line.get_color(), alpha=0.15)
+    ax.set_xticks(xs)
+
+
+def anatomy_panel(ax, r: Results) -> None:
+    solved, holds = r.solved(WIDE), r.holds()
+    share_line(ax, solved, "wide network solves")
+    share_line(ax, holds, f"holds a sub-network ({r.e.SIZE} {r.e.SMALL}) that solves alone")
+    share_line(ax, {n: solved[n] & holds[n] for n in solved}, "solves and holds one")
+    ax.set(xlabel=r.e.SIZE, ylabel="rounds (%)", title="anatomy of the trained wide networks")
+
+
+def ticket_panel(ax, r: Results) -> None:
+    share_line(ax, r.solved(WIDE), "wide network")
+    share_line(ax, r.solved(TICKET), "best units rewound, trained alone")
+    share_line(ax, r.solved(CONTROL), "random units rewound, trained alone")
+    fresh = r.solved(WIDE).get(r.e.SMALL)
+    if fresh is not None:
+        ax.axhline(100 * fresh.mean(), color="0.4", linestyle=":", label=f"fresh small network ({r.e.SIZE} {r.e.SMALL})")
+    ax.set(xlabel=f"{r.e.SIZE} of the wide network", ylabel="solved (%)", title="the ticket test")
+
+
+def profile_panel(ax, r: Results) -> None:
+    """The share of rounds scoring at least t, for every t (a performance profile), per sweep value."""
+    wide = r.scores(WIDE)
+    low = max(0.0, np.floor(10 * min(v.min() for v in wide.values())) / 10)
+    taus = np.linspace(low, 1.0, 301)
+    for i, (n, scores) in enumerate(wide.items()):
+        ax.plot(taus, [100 * (scores >= t).mean() for t in taus], color=f"C{i % 10}", label=f"{r.e.SIZE} {n}")
+    ax.set(xlabel="score threshold t", ylabel="rounds scoring at least t (%)", title="performance profile")
+    ax.legend(fontsize=7, ncol=2)
+
+
+# ----------------------------------------------------------------------------- figure panels (experiment 1)
+
+COSINE_EDGES = (-1.0, 0.6, 0.7, 0.8, 0.9, 1.0)
+LEAST_IN_BIN = 10
+
+
+def cosine_bins(cos: np.ndarray, solved: np.ndarray) -> list[tuple[str, np.ndarray, np.ndarray]]:
+    """The rounds by best initial cosine bin (COSINE_EDGES; bins of at least LEAST_IN_BIN rounds):
+    (the bin, the cosines inside, whether those rounds solved)."""
+    bins = np.clip(np.digitize(cos, COSINE_EDGES[1:-1]), 0, len(COSINE_EDGES) - 2)
+    name = lambda b: f"[{COSINE_EDGES[b]:g}, {COSINE_EDGES[b + 1]:g}{']' if b == len(COSINE_EDGES) - 2 else ')'}"
+    return [(name(b), cos[bins == b], solved[bins == b]) for b in range(len(COSINE_EDGES) - 1)
+            if (bins == b).sum() >= LEAST_IN_BIN]
+
+
+def alignment_panel(ax, r: Results) -> None:
+    cosines, solved = r.column(WIDE, COSINE.name), r.solved(WIDE)
+    for i, n in enumerate(solved):
+        bins = cosine_bins(cosines[n], solved[n])
+        ys = np.array([100 * inside.mean() for _, _, inside in bins])
+        ci = np.array([report.wilson_ci(int(inside.sum()), len(inside)) for _, _, inside in bins]).reshape(-1, 2) * 100
+        ax.errorbar([c.mean() for _, c, _ in bins], ys, yerr=[ys - ci[:, 0], ci[:, 1] - ys], marker="o", capsize=2,
+                    color=f"C{i}", label=f"{r.e.SIZE} {n}")
+    ax.set(xlabel=f"best cosine of an initial filter with the pattern's kernel (binned, >= {LEAST_IN_BIN} rounds a bin)",
+           ylabel="solved (%)", title="exploration at initialization")
+
+
+def init_panel(ax, r: Results) -> None:
+    share_line(ax, r.solved(WIDE), "one Naive(n)")
+    share_line(ax, r.solved(RESTARTS), "best of n trained Naive(1)")
+    share_line(ax, r.solved(INIT_CHOICE), "best of n Naive(1) at init, trained alone")
+    ax.set(xlabel="n", ylabel="solved (%)", title="choosing at init: no width, no retraining")
+
+
+def detectors_panel(ax, r: Results) -> None:
+    detectors, solved = r.column(WIDE, DETECTORS.name), r.solved(WIDE)
+    sizes = list(detectors)
+    means = np.array([detectors[n].mean() for n in sizes])
+    cis = np.array([report.bootstrap_mean_ci(detectors[n]) for n in sizes])
+    ax.errorbar(sizes, means, yerr=[means - cis[:, 0], cis[:, 1] - means], marker="o", capsize=3, label="all networks")
+    ax.plot(sizes, [detectors[n][solved[n]].mean() if solved[n].any() else np.nan for n in sizes], marker="s",
+            label="solved networks")
+    ax.set(xlabel=r.e.SIZE, ylabel="filters that solve alone, per network", title="how many detectors")
+
+
+# ----------------------------------------------------------------------------- anatomies
+
+class Anatomy:
+    """What the study needs of one experiment's networks that the other's lack, chosen by the experiment's
+    NAME (ANATOMIES), so that nothing branches on which experiment runs: where the hidden units sit in the
+    parameters (`axes`), how the units are ranked and what is measured of a network (`inspect`), the
+    study's own defaults, its arms, figure panels and note lines beyond the shared ones. An instance
+    holds one run's data: each round's own validation set, the test set (and what the anatomy draws)."""
+    experiment: ModuleType
+    settings: Mechanism
+    axes: dict[str, int]                 # parameter -> the axis of its hidden units
+    columns: tuple[report.Column, ...] = (ALONE,)
+    arms: tuple[str, ...] = ()           # model names of its own arms
+    trainings: int = 0                   # training runs of its own arms
+    panels: tuple = ()
+
+    def __init__(self, s: cli.Settings, own: Mechanism, gen: torch.Generator) -> None:
+        self.s, self.own, self.gen = s, own, gen
+        self.validation = held(self.experiment.validation(s, gen, s.rounds), s.rounds)
+        self.test = self.experiment.test_set(s, gen)
+
+    def inspect(self, stack: engine.Stack, start: dict[str, Tensor]) -> tuple[list[Tensor], list[tuple]]:
+        """Per group, the rank of each unit (R, units) (higher: relied on more); per row, its measurements."""
+        raise NotImplementedError
+
+    def own_arms(self, sizes: list[int], bar) -> list[report.Row]:
+        return []
+
+    @staticmethod
+    def holds(r: Results) -> dict[int, np.ndarray]:
+        """Which wide networks hold a sub-network that solves alone."""
+        return {n: v >= r.solved_at for n, v in r.column(WIDE, ALONE.name).items()}
+
+    @staticmethod
+    def lines(r: Results) -> list[str]:
+        return []
+
+
+class Filters(Anatomy):
+    """Experiment 1: a unit is a filter, alone with a threshold fitted on the selection set."""
+    experiment = eval_cnn
+    settings = FilterChoice()
+    axes = {"conv.weight": 1, "decision.weight": 2}
+    columns = (ALONE, DETECTORS, COSINE)
+    arms = (INIT_CHOICE, RESTARTS)
+    trainings = 1
+    panels = (alignment_panel, init_panel, detectors_panel)
+
+    def __init__(self, s: eval_cnn.Settings, own: FilterChoice, gen: torch.Generator) -> None:
+        super().__init__(s, own, gen)
+        self.selection = held(eval_cnn.selection(s, gen, own.selection, s.rounds), s.rounds)
+        self.kernel = torch.tensor(s.task().kernel, device=gen.device)
+
+    def alone(self, stack: engine.Stack, group: engine.Group, *scorers: engine.Scorer) -> list[Tensor]:
+        """Each filter of a group alone, threshold fitted on each round's selection set: its accuracy on the
+        selection sets and on those of `scorers`, each (R, F); a chunk of rounds at a time."""
+        w = filters(stack.group_params(group))
+        parts = [filters_alone(w[a:a + CHUNK], *(sc.data(group.start + a, group.start + min(a + CHUNK, len(w)))
+                                                 for sc in (self.selection, *scorers)))
+                 for a in range(0, len(w), CHUNK)]
+        return [torch.cat(p) for p in zip(*parts)]
+
+    def inspect(self, stack, start):
+        ranks, measured = [], []
+        for g in stack.groups:
+            selected, validated = self.alone(stack, g, self.validation)
+            alone = validated.gather(1, top(selected, 1))[:, 0]
+            detectors = (validated >= self.s.solved_at).sum(1)
+            aligned = cosine(filters(stack.group_params(g, params=start)), self.kernel).max(1).values
+            ranks.append(selected)
+            measured += [((ALONE.name, a), (DETECTORS.name, d), (COSINE.name, c))
+                         for a, d, c in zip(alone.tolist(), detectors.tolist(), aligned.tolist())]
+        return ranks, measured
+
+    def choose_at_init(self, pool: engine.Stack) -> Tensor:
+        """Each candidate's initial filter alone on the selection sets, nothing trained: (R, candidates)."""
+        return torch.cat([self.alone(pool, g)[0] for g in pool.groups], 1)
+
+    def own_arms(self, sizes, bar):
+        """`top` fresh Naive(1) per round: the best of the first n chosen before training (its initial filter
+        alone on the selection set) and the best of the first n chosen after training (its selection score)."""
+        rounds, top_n = self.s.rounds, max(sizes)
+        pool = engine.init_stack([eval_cnn.model(self.s, "Naive", eval_cnn.SMALL)] * top_n, rounds, self.gen)
+        before = self.choose_at_init(pool)
+        start = fitted(eval_cnn, self.s, self.gen, pool, bar)
+        trained = examined(self, pool, start, [("pool", c + 1) for c in range(top_n)])[0]
+        after = self.selection(pool)[0].view(top_n, rounds).t()
+        rows = []
+        for n in range(1, top_n + 1):
+            for name, chooser in ((INIT_CHOICE, before), (RESTARTS, after)):
+                picks = chooser[:, :n].argmax(1).tolist()
+                rows += [dataclasses.replace(trained[c * rounds + r], model=name, sweep=n) for r, c in enumerate(picks)]
+        return rows
+
+    @staticmethod
+    def holds(r):
+        return {n: v > 0 for n, v in r.column(WIDE, DETECTORS.name).items()}
+
+    @staticmethod
+    def lines(r):
+        wide, solved = r.scores(WIDE), r.solved(WIDE)
+        detectors, cosines = r.column(WIDE, DETECTORS.name), r.column(WIDE, COSINE.name)
+        init, restarts = r.scores(INIT_CHOICE), r.scores(RESTARTS)
+        out = []
+        for n in wide:
+            bins = "; ".join(f"{name} {percent(inside)} of {len(inside)}"
+                             for name, _, inside in cosine_bins(cosines[n], solved[n]))
+            bins = bins or "-"
+            out += [f"  filters {n}: detectors per network {mean_ci(detectors[n])} (solved ones "
+                    f"{detectors[n][solved[n]].mean() if solved[n].any() else float('nan'):.2f}); best initial "
+                    f"cosine {mean_ci(cosines[n])}; solved by best initial cosine: {bins}"]
+        for n in init:
+            out.append(f"  {n} candidates: init-only choice {percent(init[n] >= r.solved_at)}, best of {n} trained "
+                       f"{percent(restarts[n] >= r.solved_at)}")
+            if n in wide:
+                out.append(f"    init-only choice - one Naive({n}): {report.compare(init[n], wide[n], False, r.solved_at)}")
+            out.append(f"    init-only choice - best of {n} trained (paired): "
+                       f"{report.compare(init[n], restarts[n], True, r.solved_at)}")
+        return out
+
+
+class Pairs(Anatomy):
+    """Experiment 2: a unit is a hidden unit; the sub-network is the pair the network relies on most."""
+    experiment = eval_bool
+    settings = PairChoice()
+    axes = {"hidden.weight": 1, "hidden.bias": 1, "output.weight": 2}
+
+    def inspect(self, stack, start):
+        ranks = [reliance(stack.group_params(g)) for g in stack.groups]
+        pairs = [keep_units(stack.group_params(g), top(rank, eval_bool.SMALL), self.axes)
+                 for g, rank in zip(stack.groups, ranks)]
+        alone = self.validation(stack_of(eval_bool.model(self.s, "Naive", eval_bool.SMALL), pairs))[0]
+        return ranks, [((ALONE.name, a),) for a in alone.tolist()]
+
+
+ANATOMIES: dict[str, type[Anatomy]] = {a.experiment.NAME: a for a in (Filters, Pairs)}
+assert set(ANATOMIES) == set(EXPERIMENTS)
+
+
+# ----------------------------------------------------------------------------- the run
+
+def examined(anatomy: Anatomy, stack: engine.Stack, start: dict[str, Tensor], labels: list[tuple[str, int]]
+             ) -> tuple[list[report.Row], list[Tensor]]:
+    """The rows of a trained stack: scores and divergence on each round's validation set, the test-set
+    and anatomy measurements; and the rank of every unit per group."""
+    ranks, measured = anatomy.inspect(stack, start)
+    tests = anatomy.test(stack)
+    rows = report.rows_of(stack, labels, anatomy.validation(stack),
+                          measured=[(*t, *m) for t, m in zip(tests, measured)])
+    return rows, ranks
+
+
+def studied_sizes(e: ModuleType, s: cli.Settings) -> list[int]:
+    """The sweep from the smallest size that solves the task up (a smaller network holds no such sub-network)."""
+    return [n for n in s.sizes() if n >= e.SMALL]
+
+
+def run(e: ModuleType, s: cli.Settings, own: Mechanism, gen: torch.Generator) -> list[report.Row]:
+    anatomy = ANATOMIES[e.NAME](s, own, gen)
+    sizes = studied_sizes(e, s)
+    with report.bar((3 + anatomy.trainings) * s.steps, f"mechanism ({e.NAME})") as bar:
+        wide = engine.init_stack([e.model(s, "Naive", n) for n in sizes], s.rounds, gen)
+        start = fitted(e, s, gen, wide, bar)
+        rows, ranks = examined(anatomy, wide, start, [(WIDE, n) for n in sizes])
+        random = [torch.rand(rank.shape, generator=gen, device=gen.device).argsort(1) for rank in ranks]
+        small = e.model(s, "Naive", e.SMALL)
+        for name, order in ((TICKET, ranks), (CONTROL, random)):
+            units = [top(o, e.SMALL) for o in order]
+            sub = stack_of(small, [keep_units(wide.group_params(g, params=start), u, anatomy.axes)
+                                   for g, u in zip(wide.groups, units)])
+            rows += examined(anatomy, sub, fitted(e, s, gen, sub, bar), [(name, n) for n in sizes])[0]
+        rows += anatomy.own_arms(sizes, bar)
     return rows
-
-
-def rewound_filters(start: dict[str, Tensor], wide: engine.Stack, chosen: list[Tensor]) -> dict[str, Tensor]:
-    """For each group's rounds, the chosen filter at its initial weights, with its initial decision weight
-    and the initial bias: the parameters of Naive(1) networks, stacked group after group."""
-    out = {"conv.weight": [], "decision.weight": [], "decision.bias": []}
-    for g, pick in zip(wide.groups, chosen):
-        rows = torch.arange(g.start, g.stop, device=pick.device)
-        out["conv.weight"].append(start["conv.weight"][rows, pick][:, None])
-        out["decision.weight"].append(start["decision.weight"][rows, 0, pick][:, None, None])
-        out["decision.bias"].append(start["decision.bias"][rows])
-    return {k: torch.cat(v) for k, v in out.items()}
-
-
-def init_search(s: CNNAnatomy, gen: torch.Generator, top: int, x_sel, y_sel, val, bar) -> list[report.Row]:
-    """`top` fresh Naive(1) per round: the best of the first n chosen before training (its filter alone
-    on the selection set, threshold fitted) and the best of the first n chosen after training (its
-    selection accuracy), each scored on the validation set once trained."""
-    pool = engine.init_stack([NaiveCNN(1, kernel_size=len(s.pattern))] * top, s.rounds, gen)
-    with torch.no_grad():
-        w = pool.params["conv.weight"].view(top, s.rounds, -1).transpose(0, 1)           # (R, C, K)
-        pooled = pool_conv(x_sel.squeeze(-2), w).permute(0, 2, 1).flatten(0, 1)          # (R*C, B)
-        threshold, direction = fit_thresholds(pooled, y_sel)
-        before = accuracy_of(pooled, y_sel, threshold, direction).view(s.rounds, top)    # chosen on this alone
-    eval_cnn.fit(s, gen, pool, bar)
-    by_round = lambda t: t.view(top, s.rounds).t()
-    after = by_round(eval_cnn.shared_set(x_sel, y_sel)(pool)[0])
-    validation = by_round(val(pool)[0])
-    rows = []
-    for n in range(1, top + 1):
-        for name, chooser in ((INIT_CHOICE, before), (RESTARTS, after)):
-            pick = chooser[:, :n].argmax(1, keepdim=True)
-            rows += rows_of(name, n, 6, validation.gather(1, pick)[:, 0])
-    return rows
-
-
-# ----------------------------------------------------------------------------- experiment 2
-
-def pair_of(w1: Tensor, w2: Tensor, width: int) -> Tensor:
-    """The two hidden units the network relies on most: largest |output weight| x |input weights|, a
-    bound on how much each can move the logit per unit of input. (R, 2) indices."""
-    effect = w2[:, :width].abs() * w1[:, :width].norm(dim=-1)
-    return effect.topk(2, dim=1).indices
-
-
-def pair_params(params: dict[str, Tensor], pairs: Tensor) -> dict[str, Tensor]:
-    """The width-2 NaiveBoolNet of the chosen hidden units (with the network's output bias)."""
-    rows = torch.arange(len(pairs), device=pairs.device)[:, None]
-    return {"hidden.weight": params["hidden.weight"][rows, pairs], "hidden.bias": params["hidden.bias"][rows, pairs],
-            "output.weight": params["output.weight"][rows, 0, pairs][:, None], "output.bias": params["output.bias"]}
-
-
-def run_bool(s: eval_bool.Settings, gen: torch.Generator) -> list[report.Row]:
-    widths = [w for w in s.sizes() if w >= 3]
-    if not widths:
-        raise cli.UsageError("--max-width must be at least 3: a width-2 sub-network needs a wider network")
-    rows = []
-    with report.bar(3 * s.steps, "mechanism (bool)") as bar:
-        wide = engine.init_stack([eval_bool.model(s, "Naive", w) for w in s.sizes()], s.rounds, gen)
-        start = {k: v.clone() for k, v in wide.params.items()}
-        eval_bool.fit(s, gen, wide, bar)
-        x_val, y_val = data.and_points((wide.rounds, eval_bool.EVAL_POINTS), gen)
-        wide_scores = engine.evaluate(wide, lambda a, b: ((x_val[a:b],), y_val[a:b]), engine.macro_f1)[0]
-        chosen, randoms = [], []
-        for g, w in zip(wide.groups, s.sizes()):
-            rows += rows_of(WIDE, w, 4 * w + 1, wide_scores[g.start:g.stop])
-            if w < 3:
-                continue
-            own = wide.group_params(g)
-            pairs = pair_of(own["hidden.weight"], own["output.weight"][:, 0], w)
-            sub = pair_params(own, pairs)
-            alone = engine.macro_f1(two_layer(sub, x_val[g.start:g.stop]), y_val[g.start:g.stop])
-            rows += rows_of(ALONE, w, 9, alone)
-            rows += rows_of(HOLDS, w, 4 * w + 1, (alone >= s.solved_at).float())
-            chosen.append(pair_params({k: start[k][g.start:g.stop] for k in start}, pairs))
-            shuffled = torch.rand(g.stop - g.start, w, generator=gen, device=gen.device).argsort(1)[:, :2]
-            randoms.append(pair_params({k: start[k][g.start:g.stop] for k in start}, shuffled))
-        for name, parts in ((TICKET, chosen), (CONTROL, randoms)):
-            stack = engine.trainable_stack(NaiveBoolNet(2), {k: torch.cat([p[k] for p in parts]) for k in parts[0]})
-            eval_bool.fit(s, gen, stack, bar)
-            scores = eval_bool.validation(s, gen)(stack)[0]
-            for i, w in enumerate(widths):
-                rows += rows_of(name, w, 9, scores[i * s.rounds:(i + 1) * s.rounds])
-        if 2 in s.sizes():
-            g = wide.groups[list(s.sizes()).index(2)]
-            rows += rows_of(FRESH, 2, 9, wide_scores[g.start:g.stop])
-    return rows
-
-
-def two_layer(params: dict[str, Tensor], x: Tensor) -> Tensor:
-    """Logits of width-2 NaiveBoolNets given their stacked parameters, evaluated with ReLU."""
-    with torch.no_grad():
-        return NaiveBoolNet(2).eval().stacked_forward(params, x)
 
 
 # ----------------------------------------------------------------------------- what the rows say
 
-def by_count(rows: list[report.Row], model: str) -> dict[int, np.ndarray]:
-    """A model's scores per sweep value, in round order."""
-    out: dict[int, list[tuple[int, float]]] = {}
-    for r in rows:
-        if r.model == model:
-            out.setdefault(r.sweep, []).append((r.round, r.score))
-    return {n: np.array([v for _, v in sorted(pairs)]) for n, pairs in sorted(out.items())}
-
-
-def share_line(ax, counts, groups: dict[int, np.ndarray], test, label: str, **style) -> None:
-    """The share of rounds passing `test` against the sweep value, with its 95 % Wilson band."""
-    xs = [n for n in counts if n in groups]
-    if not xs:
-        return
-    hits = [int(test(groups[n]).sum()) for n in xs]
-    totals = [len(groups[n]) for n in xs]
-    ci = np.array([report.wilson_ci(h, t) for h, t in zip(hits, totals)]) * 100
-    line, = ax.plot(xs, [100 * h / t for h, t in zip(hits, totals)], marker="o", label=label, **style)
-    ax.fill_between(xs, ci[:, 0], ci[:, 1], color=line.get_color(), alpha=0.15)
-
-
-def profile(ax, groups: dict[int, np.ndarray], unit: str, low: float) -> None:
-    """The share of rounds scoring at least t, for every t (a performance profile), per sweep value."""
-    taus = np.linspace(low, 1.0, 301)
-    for i, (n, scores) in enumerate(groups.items()):
-        ax.plot(taus, [100 * (scores >= t).mean() for t in taus], color=f"C{i % 10}", label=f"{unit} {n}")
-    ax.set(xlabel="score threshold t", ylabel="rounds scoring at least t (%)", title="performance profile")
-    ax.grid(alpha=0.3)
-    ax.legend(fontsize=7, ncol=2)
-
-
-def draw(experiment: str):
-    unit = "filters" if experiment == "cnn" else "width"
-
-    def figure(summaries, rows: list[report.Row], solved_at: float):
-        from matplotlib.figure import Figure as MplFigure
-        wide = by_count(rows, WIDE)
-        counts = list(wide)
-        solved = lambda v: v >= solved_at
-        panels = 6 if experiment == "cnn" else 3
-        fig = MplFigure(figsize=(6 * min(panels, 3), 4.8 * ((panels + 2) // 3)))
-        axes = fig.subplots((panels + 2) // 3, 3, squeeze=False).flatten()
-        ax = axes[0]
-        share_line(ax, counts, wide, solved, "wide network solves")
-        share_line(ax, counts, by_count(rows, HOLDS), lambda v: v > 0, "holds a unit that solves alone")
-        both = {n: (wide[n] >= solved_at) & (v > 0) for n, v in by_count(rows, HOLDS).items()}
-        share_line(ax, counts, both, lambda v: v, "solves and holds one")
-        ax.set(xlabel=unit, ylabel="rounds (%)", title="anatomy of the trained wide networks")
-        ax = axes[1]
-        share_line(ax, counts, wide, solved, "wide network")
-        share_line(ax, counts, by_count(rows, TICKET), solved, "best unit rewound, trained alone")
-        share_line(ax, counts, by_count(rows, CONTROL), solved, "random unit rewound, trained alone")
-        fresh = by_count(rows, FRESH)
-        for n, v in fresh.items():
-            ax.axhline(100 * solved(v).mean(), color="0.4", linestyle=":", label=f"fresh small network ({unit} {n})")
-        ax.set(xlabel=f"{unit} of the wide network", ylabel="solved (%)", title="the ticket test")
-        profile(axes[2], wide, unit, 0.5 if experiment == "cnn" else 0.7)
-        if experiment == "cnn":
-            ax = axes[3]
-            align = by_count(rows, ALIGN)
-            edges = np.array([-1.0, 0.6, 0.7, 0.8, 0.9, 1.0])
-            for i, n in enumerate(counts):
-                cos = 2 * align[n] - 1
-                bins = np.clip(np.digitize(cos, edges[1:-1]), 0, len(edges) - 2)
-                xs, ys, lo, hi = [], [], [], []
-                for b in range(len(edges) - 1):
-                    inside = bins == b
-                    if inside.sum() >= 10:
-                        k = int(solved(wide[n][inside]).sum())
-                        ci = report.wilson_ci(k, int(inside.sum()))
-                        xs.append(cos[inside].mean())
-                        ys.append(100 * k / inside.sum())
-                        lo.append(100 * ci[0])
-                        hi.append(100 * ci[1])
-                ys, lo, hi = map(np.array, (ys, lo, hi))
-                ax.errorbar(xs, ys, yerr=[ys - lo, hi - ys], marker="o", capsize=2, color=f"C{i}", label=f"{unit} {n}")
-            ax.set(xlabel="best cosine of an initial filter with the pattern's kernel (binned, >= 10 rounds a bin)",
-                   ylabel="solved (%)", title="exploration at initialization")
-            ax = axes[4]
-            share_line(ax, counts, wide, solved, "one Naive(n)")
-            share_line(ax, counts, by_count(rows, RESTARTS), solved, "best of n trained Naive(1)")
-            share_line(ax, counts, by_count(rows, INIT_CHOICE), solved, "best of n Naive(1) at init, trained alone")
-            ax.set(xlabel="n", ylabel="solved (%)", title="choosing at init: no width, no retraining")
-            ax = axes[5]
-            detectors = by_count(rows, DETECTORS)
-            means = [float((detectors[n] * n).mean()) for n in counts]
-            cis = [report.bootstrap_mean_ci(detectors[n] * n) for n in counts]
-            ax.errorbar(counts, means, yerr=[[m - c[0] for m, c in zip(means, cis)], [c[1] - m for m, c in zip(means, cis)]],
-                        marker="o", capsize=3, label="all networks")
-            solved_only = [float((detectors[n] * n)[solved(wide[n])].mean()) if solved(wide[n]).any() else np.nan
-                           for n in counts]
-            ax.plot(counts, solved_only, marker="s", label="solved networks")
-            ax.set(xlabel=unit, ylabel="filters that solve alone, per network", title="how many detectors")
-        for ax in axes[:2].tolist() + ([axes[3], axes[4], axes[5]] if experiment == "cnn" else []):
-            ax.grid(alpha=0.3)
-            ax.legend(fontsize=7)
-        fig.text(0.5, 0.005, "bands and bars: 95 % intervals (shares: Wilson; means: bootstrap over rounds)",
-                 ha="center", fontsize=8, color="0.4")
-        fig.tight_layout(rect=(0, 0.02, 1, 1))
-        return lambda tmp: fig.savefig(tmp, format="png", dpi=110)
-    return figure
-
-
-def notes(experiment: str) -> cli.Notes:
-    """The key differences with 95 % bootstrap intervals (solved share in points)."""
+def notes(e: ModuleType) -> cli.Notes:
+    """The anatomy per size, and the key differences with 95 % bootstrap intervals (report.compare)."""
     def text(rows: list[report.Row], solved_at: float) -> str:
-        wide = by_count(rows, WIDE)
-        lines = ["key differences a - b in solved share (points), 95 % bootstrap over rounds:"]
-
-        def diff(a: np.ndarray, b: np.ndarray, paired: bool) -> str:
-            d = report.difference_ci(a >= solved_at, b >= solved_at, paired)
-            return f"{100 * d[0]:+.1f} [{100 * d[1]:+.1f}, {100 * d[2]:+.1f}]"
-        holds = by_count(rows, HOLDS)
-        for n in [n for n in wide if n in holds]:
-            solved = wide[n] >= solved_at
-            share = f"{100 * (holds[n][solved] > 0).mean():.1f} %" if solved.any() else "-"
-            lines.append(f"  {n}: solved {100 * solved.mean():.1f} %, of which holding a unit that solves alone {share}")
-        tickets, controls, fresh = by_count(rows, TICKET), by_count(rows, CONTROL), by_count(rows, FRESH)
+        r = Results(rows, solved_at, e)
+        wide, solved, holds, alone = r.scores(WIDE), r.solved(WIDE), r.holds(), r.column(WIDE, ALONE.name)
+        tests = r.column(WIDE, "test_error")
+        tickets, controls = r.scores(TICKET), r.scores(CONTROL)
+        fresh = wide.get(e.SMALL)
+        lines = [f"mechanism ({e.NAME}): per {e.SIZE}, shares of rounds [95 % Wilson], means [95 % bootstrap over rounds]"]
+        for n in wide:
+            of_solved = f"{100 * holds[n][solved[n]].mean():.1f} %" if solved[n].any() else "-"
+            lines.append(f"  {e.SIZE} {n}: wide solves {percent(solved[n])}; holds a sub-network ({e.SIZE} {e.SMALL}) that "
+                         f"solves alone {percent(holds[n])} (of the solved ones {of_solved}); the best-ranked one "
+                         f"alone solves {percent(alone[n] >= solved_at)}; test error {mean_ci(tests[n], 4)}")
+        lines += ANATOMIES[e.NAME].lines(r)
+        lines.append("key differences a - b:")
         for n in tickets:
-            line = (f"  {n}: ticket - control (paired) {diff(tickets[n], controls[n], True)}; "
-                    f"ticket - wide (paired) {diff(tickets[n], wide[n], True)}")
-            for m, v in fresh.items():
-                line += f"; ticket - fresh {m} {diff(tickets[n], v, False)}"
-            lines.append(line)
-        if experiment == "cnn":
-            init, restarts = by_count(rows, INIT_CHOICE), by_count(rows, RESTARTS)
-            for n in init:
-                if n in wide:
-                    lines.append(f"  {n}: init-only choice - one Naive({n}) {diff(init[n], wide[n], False)}; "
-                                 f"init-only choice - best of {n} trained (paired) {diff(init[n], restarts[n], True)}")
-        return "\n".join(lines)
+            lines.append(f"  {e.SIZE} {n}: ticket {percent(tickets[n] >= solved_at)}, control "
+                         f"{percent(controls[n] >= solved_at)}")
+            lines.append(f"    ticket - control (paired): {report.compare(tickets[n], controls[n], True, solved_at)}")
+            lines.append(f"    ticket - wide (paired): {report.compare(tickets[n], wide[n], True, solved_at)}")
+            if fresh is not None:
+                lines.append(f"    ticket - fresh {e.SIZE} {e.SMALL}: {report.compare(tickets[n], fresh, False, solved_at)}")
+        return "\n".join(lines + across(r))
     return text
 
 
-def figure(experiment: str) -> report.Figure:
-    script = eval_cnn if experiment == "cnn" else eval_bool
-    return dataclasses.replace(script.FIGURE, name=f"mechanism_{experiment}", views=(), models=MODELS[experiment],
-                               title=f"{script.FIGURE.title}: why width helps", draw=draw(experiment), table=False)
+def across(r: Results) -> list[str]:
+    """The sweep in one line: the range of each arm's solved share over the sizes above the smallest solving
+    one, and where the solved-share differences' 95 % intervals exclude 0."""
+    sizes = [n for n in r.scores(TICKET) if n > r.e.SMALL]
+    if not sizes:
+        return []
+    arms = {"wide": WIDE, "ticket": TICKET, "control": CONTROL}
+    shares = {short: [100 * r.solved(name)[n].mean() for n in sizes] for short, name in arms.items()}
+    ranges = ", ".join(f"{name} {min(v):.0f}-{max(v):.0f} %" for name, v in shares.items())
+    out = [f"across {r.e.SIZE} {sizes[0]}-{sizes[-1]}: solved {ranges}"]
+    for other in ("control", "wide"):
+        cis = {n: report.difference_ci(r.solved(TICKET)[n], r.solved(arms[other])[n], True) for n in sizes}
+        apart = [f"{n} ({100 * d[0]:+.0f})" for n, d in cis.items() if d[1] > 0 or d[2] < 0]
+        out.append(f"  ticket - {other} (paired): solved-share interval excludes 0 at {len(apart)} of {len(sizes)} sizes: "
+                   f"{', '.join(apart) or '-'}; differences {min(d[0] for d in cis.values()) * 100:+.0f} to "
+                   f"{max(d[0] for d in cis.values()) * 100:+.0f} points")
+    return out
 
 
-def job(experiment: str, s: cli.Settings) -> cli.Job:
-    run = run_cnn if experiment == "cnn" else run_bool
-    return cli.Job((figure(experiment),), s, PROTOCOLS[experiment], lambda gen: {f"mechanism_{experiment}": run(s, gen)},
-                   notes={f"mechanism_{experiment}": notes(experiment)})
+SHARED_PANELS = (anatomy_panel, ticket_panel, profile_panel)
+
+
+def draw(e: ModuleType):
+    """The figure: the shared panels, then the anatomy's own, three a row."""
+    panels = SHARED_PANELS + ANATOMIES[e.NAME].panels
+
+    def drawn(summaries, rows: list[report.Row], solved_at: float):
+        r = Results(rows, solved_at, e)
+        lines = -(-len(panels) // 3)
+        fig, axes = report.canvas(lines, 3, (18, 4.8 * lines))
+        for panel, ax in zip(panels, axes.flatten()):
+            panel(ax, r)
+            ax.grid(alpha=0.3)
+            if ax.get_legend() is None and ax.get_legend_handles_labels()[0]:
+                ax.legend(fontsize=7)
+        fig.text(0.5, 0.005, "bands and bars: 95 % intervals (shares: Wilson; means: bootstrap over rounds)",
+                 ha="center", fontsize=8, color="0.4")
+        fig.tight_layout(rect=(0, 0.02, 1, 1))
+        return report.png(fig)
+    return drawn
+
+
+def figure(e: ModuleType) -> report.Figure:
+    anatomy = ANATOMIES[e.NAME]
+    return dataclasses.replace(e.FIGURE, name=f"mechanism_{e.NAME}", views=(), models=(WIDE, TICKET, CONTROL, *anatomy.arms),
+                               columns=(*e.TEST_COLUMNS, *anatomy.columns), title=f"{e.FIGURE.title}: why width helps",
+                               draw=draw(e))
+
+
+def job(e: ModuleType, s: cli.Settings, own: Mechanism) -> cli.Job:
+    name = f"mechanism_{e.NAME}"
+    return cli.Job((figure(e),), s, e.PROTOCOL, lambda gen: {name: run(e, s, own, gen)}, notes={name: notes(e)},
+                   study=own, study_protocol=ANATOMIES[e.NAME].settings)
+
+
+PROTOCOLS = {name: e.PROTOCOL for name, e in EXPERIMENTS.items()}
+OWN = {name: ANATOMIES[name].settings for name in EXPERIMENTS}
 
 
 def arguments() -> cli.Parser:
-    return cli.study_parser(Path(__file__).name, __doc__, PROTOCOLS, FLAGS)
+    return cli.study_parser(Path(__file__).name, __doc__, PROTOCOLS, FLAGS, OWN)
 
 
 def jobs(args) -> list[cli.Job]:
-    chosen = {e: s for e, (s, _) in cli.study_settings(args, PROTOCOLS).items()}
-    if "bool" in chosen and chosen["bool"].max_width < 3:
-        raise cli.UsageError("--max-width must be at least 3: a width-2 sub-network needs a wider network")
-    return [job(e, s) for e, s in chosen.items()]
+    return [job(EXPERIMENTS[name], s, own) for name, (s, own) in cli.study_settings(args, PROTOCOLS, OWN).items()]
 
 
 if __name__ == "__main__":

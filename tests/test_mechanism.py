@@ -1,6 +1,13 @@
 """The mechanism study: thresholds fitted by hand, extraction and rewinding exact, choices made on the
-selection set only and, for the init-only search, before any training; bad flags stop it first."""
+selection set only and, for the init-only search, before any training; nothing branches on which
+experiment runs; measurements are declared columns of the networks they describe, every trained row
+carries its real divergence; bad flags and bad files stop it first."""
+import ast
+import contextlib
 import dataclasses
+import io
+import shutil
+from pathlib import Path
 
 import pytest
 import torch
@@ -8,11 +15,37 @@ import torch
 import cli
 import data
 import engine
+import eval_bool
 import eval_cnn
 import eval_mechanism as M
 import report
 from models import NaiveBoolNet, NaiveCNN
 
+torch.set_num_threads(1)
+
+
+def run_study(argv: list[str]) -> tuple[int, str, str]:
+    out, err = io.StringIO(), io.StringIO()
+    with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
+        code = cli.main(M.arguments(), M.jobs, argv)
+    return code, out.getvalue(), err.getvalue()
+
+
+@pytest.fixture(scope="module")
+def quick(tmp_path_factory):
+    """One quick run of each experiment, shared by every test that reads its files or its notes."""
+    folder = tmp_path_factory.mktemp("mechanism")
+    code, printed, err = run_study(["--quick", "--out", str(folder)])
+    assert code == 0, err
+    return folder, printed
+
+
+def rows_of(folder: Path, name: str) -> list[report.Row]:
+    e = M.EXPERIMENTS[name]
+    return report.read_csv(folder / f"mechanism_{name}.csv", M.figure(e).models, M.figure(e).columns)
+
+
+# ----------------------------------------------------------------------------- the parts, by hand
 
 def test_thresholds_fitted_by_hand():
     values = torch.tensor([[0.1, 0.4, 0.35, 0.8], [0.9, 0.2, 0.3, 0.1]])
@@ -31,9 +64,8 @@ def trained_cnn(n=4, rounds=6, steps=40):
     s = dataclasses.replace(eval_cnn.PROTOCOL, rounds=rounds, steps=steps)
     gen = torch.Generator().manual_seed(0)
     stack = engine.init_stack([NaiveCNN(n)], rounds, gen)
-    start = {k: v.clone() for k, v in stack.params.items()}
     with report.bar(steps, "test") as bar:
-        eval_cnn.fit(s, gen, stack, bar)
+        start = M.fitted(eval_cnn, s, gen, stack, bar)
     return stack, start, gen
 
 
@@ -41,21 +73,18 @@ def test_an_extracted_filter_scores_as_the_wide_network_with_every_other_unit_re
     stack, _, gen = trained_cnn()
     x, y = data.pattern_validation_set(300, gen)
     picks = torch.tensor([0, 1, 2, 3, 1, 0])
-    alone = engine.trainable_stack(NaiveCNN(1), M.rewound_filters(stack.params, stack, [picks]))
+    alone = M.stack_of(NaiveCNN(1), [M.keep_units(stack.params, picks[:, None], M.Filters.axes)])
     removed = {k: v.clone() for k, v in stack.params.items()}
-    keep = torch.nn.functional.one_hot(picks, 4).float()
-    removed["decision.weight"] *= keep[:, None, :]
+    removed["decision.weight"] *= torch.nn.functional.one_hot(picks, 4).float()[:, None, :]
     pruned = engine.frozen_stack(NaiveCNN(4), removed)
-    data_ = eval_cnn.shared_set(x, y)
-    a = data_(alone)[0]
-    b = data_(pruned)[0]
-    assert torch.equal(a, b)
+    scorer = eval_cnn.shared_set(x, y)
+    assert torch.equal(scorer(alone)[0], scorer(pruned)[0])
 
 
 def test_rewinding_restores_exactly_the_initial_weights():
     stack, start, _ = trained_cnn()
     picks = torch.tensor([3, 1, 0, 2, 2, 1])
-    rewound = M.rewound_filters(start, stack, [picks])
+    rewound = M.keep_units(start, picks[:, None], M.Filters.axes)
     for r, k in enumerate(picks.tolist()):
         assert torch.equal(rewound["conv.weight"][r, 0], start["conv.weight"][r, k])
         assert torch.equal(rewound["decision.weight"][r, 0, 0], start["decision.weight"][r, 0, k])
@@ -66,62 +95,132 @@ def test_rewinding_restores_exactly_the_initial_weights():
 def test_an_extracted_pair_scores_as_the_wide_network_with_every_other_unit_removed():
     gen = torch.Generator().manual_seed(1)
     stack = engine.init_stack([NaiveBoolNet(5)], 4, gen)
-    pairs = M.pair_of(stack.params["hidden.weight"], stack.params["output.weight"][:, 0], 5)
+    pairs = M.top(M.reliance(stack.params), 2)
     effect = stack.params["output.weight"][:, 0].abs() * stack.params["hidden.weight"].norm(dim=-1)
     assert torch.equal(pairs.sort(1).values, effect.topk(2, 1).indices.sort(1).values)
-    x, y = data.and_points((4, 400), gen)
-    alone = M.two_layer(M.pair_params(stack.params, pairs), x)
-    removed = {k: v.clone() for k, v in stack.params.items()}
-    removed["output.weight"] *= torch.zeros(4, 5).scatter_(1, pairs, 1.0)[:, None]
+    x, _ = data.and_points((4, 400), gen)
     with torch.no_grad():
+        alone = NaiveBoolNet(2).eval().stacked_forward(M.keep_units(stack.params, pairs, M.Pairs.axes), x)
+        removed = {k: v.clone() for k, v in stack.params.items()}
+        removed["output.weight"] *= torch.zeros(4, 5).scatter_(1, pairs, 1.0)[:, None]
         whole = NaiveBoolNet(5).eval().stacked_forward(removed, x)
     torch.testing.assert_close(alone, whole)
 
 
 def test_the_choice_of_a_filter_never_looks_at_the_validation_set():
     stack, _, gen = trained_cnn()
-    x_sel, y_sel = data.pattern_validation_set(200, gen)
+    selection = data.pattern_validation_set(200, gen)
     x_val, y_val = data.pattern_validation_set(200, gen)
-    w = stack.params["conv.weight"].flatten(1, 2)
-    sel, val = M.filters_alone(w, x_sel, y_sel, x_val, y_val)
-    sel2, val2 = M.filters_alone(w, x_sel, y_sel, x_val, 1 - y_val)        # the validation labels flipped
+    w = M.filters(stack.params)
+    sel, val = M.filters_alone(w, ((selection[0],), selection[1]), ((x_val,), y_val))
+    sel2, val2 = M.filters_alone(w, ((selection[0],), selection[1]), ((x_val,), 1 - y_val))   # labels flipped
     assert torch.equal(sel, sel2) and not torch.equal(val, val2)
-    assert torch.equal(sel.argmax(1), sel2.argmax(1))
+    assert torch.equal(M.top(sel, 1), M.top(sel2, 1))
 
 
 def test_the_init_only_choice_is_made_before_any_training(monkeypatch):
     calls = []
-    real_fit, real_thresholds = eval_cnn.fit, M.fit_thresholds
+    real_fit, real_choice = eval_cnn.fit, M.Filters.choose_at_init
     monkeypatch.setattr(eval_cnn, "fit", lambda *a, **k: calls.append("train") or real_fit(*a, **k))
-    monkeypatch.setattr(M, "fit_thresholds", lambda *a: calls.append("choose") or real_thresholds(*a))
-    s = dataclasses.replace(M.PROTOCOLS["cnn"], rounds=4, steps=10).check()
-    gen = torch.Generator().manual_seed(2)
-    x, y = data.pattern_validation_set(100, gen)
+    monkeypatch.setattr(M.Filters, "choose_at_init", lambda *a: calls.append("choose") or real_choice(*a))
+    s = dataclasses.replace(eval_cnn.PROTOCOL, rounds=4, steps=10).check()
+    anatomy = M.Filters(s, M.FilterChoice(selection=100), torch.Generator().manual_seed(2))
     with report.bar(10, "test") as bar:
-        rows = M.init_search(s, gen, 3, x, y, eval_cnn.shared_set(x, y), bar)
+        rows = anatomy.own_arms([1, 2, 3], bar)
     assert calls == ["choose", "train"]
     assert {r.model for r in rows} == {M.INIT_CHOICE, M.RESTARTS} and {r.sweep for r in rows} == {1, 2, 3}
 
 
+def test_each_round_is_scored_on_its_own_validation_set_and_its_candidates_on_the_same():
+    s = dataclasses.replace(eval_cnn.PROTOCOL, rounds=3).check()
+    anatomy = M.Filters(s, M.FilterChoice(selection=50), torch.Generator().manual_seed(3))
+    for scorer in (anatomy.validation, anatomy.selection):
+        (x,), _ = scorer.data(0, 6)                         # rows 0..5 of a stack of 2 groups of 3 rounds
+        assert torch.equal(x[0], x[3]) and torch.equal(x[2], x[5]) and not torch.equal(x[0], x[1])
+
+
+# ----------------------------------------------------------------------------- one interface, no branch
+
+def test_nothing_in_the_study_names_an_experiment():
+    tree = ast.parse(Path(M.__file__).read_text())
+    names = {e.NAME for e in M.EXPERIMENTS.values()}
+    literals = [n.value for n in ast.walk(tree) if isinstance(n, ast.Constant) and n.value in names]
+    assert literals == [], "a branch on the experiment's name"
+    assert set(M.ANATOMIES) == set(M.EXPERIMENTS) and all(a.experiment.NAME == k for k, a in M.ANATOMIES.items())
+
+
 @pytest.mark.parametrize("argv, message", [
     (["--max-width", "2"], "--max-width must be at least 3"),
+    (["--max-filters", "1"], "--max-filters must be at least 2"),
     (["--selection", "0"], "--selection must be a positive integer"),
+    (["--experiment", "bool", "--selection", "5"], "--selection does not apply to bool"),
+    (["--experiment", "cnn", "--max-width", "5"], "--max-width does not apply to cnn"),
+    (["--experiment", "bool", "--min-filters", "2"], "--min-filters does not apply to bool"),
     (["--min-filters", "0"], "--min-filters must be at least 1"),
     (["--rounds", "nan"], "invalid int value"),
 ])
-def test_bad_flags_exit_2_before_any_training(argv, message, tmp_path, capsys, monkeypatch):
+def test_bad_flags_exit_2_before_any_training(argv, message, tmp_path, monkeypatch):
     monkeypatch.setattr(engine, "train", lambda *a, **k: pytest.fail("trained before checking the flags"))
-    assert cli.main(M.arguments(), M.jobs, [*argv, "--out", str(tmp_path)]) == 2
-    err = capsys.readouterr().err
-    assert message in err and err.count("\n") == 1 and not list(tmp_path.iterdir())
+    code, _, err = run_study([*argv, "--out", str(tmp_path)])
+    assert code == 2 and message in err and err.count("\n") == 1 and not list(tmp_path.iterdir())
 
 
-def test_quick_run_files_and_notes(tmp_path, capsys):
-    assert cli.main(M.arguments(), M.jobs, ["--quick", "--out", str(tmp_path)]) == 0
-    printed = capsys.readouterr().out
+def test_a_flag_for_one_experiment_applies_to_it_alone_when_both_run():
+    args = M.arguments().parse_args(["--selection", "7"])
+    chosen = cli.study_settings(args, M.PROTOCOLS, M.OWN)
+    assert chosen[eval_cnn.NAME][1].selection == 7 and chosen[eval_bool.NAME][1] == M.PairChoice()
+
+
+# ----------------------------------------------------------------------------- the quick run's files
+
+def test_quick_run_files_notes_and_replot(quick):
+    folder, printed = quick
     assert "ticket - control (paired)" in printed and "init-only choice - one Naive(3)" in printed
-    for e in ("cnn", "bool"):
-        assert (tmp_path / f"mechanism_{e}.png").stat().st_size > 10_000
-    rows = report.read_csv(tmp_path / "mechanism_cnn.csv", M.MODELS["cnn"])
-    assert {r.model for r in rows} == set(M.MODELS["cnn"])
-    assert cli.main(M.arguments(), M.jobs, ["--plot-only", "--out", str(tmp_path)]) == 0
+    for name in M.EXPERIMENTS:
+        assert (folder / f"mechanism_{name}.png").stat().st_size > 10_000
+        assert {r.model for r in rows_of(folder, name)} == set(M.figure(M.EXPERIMENTS[name]).models)
+    code, _, err = run_study(["--quick", "--plot-only", "--out", str(folder)])
+    assert code == 0, err
+
+
+def test_measurements_are_declared_columns_and_scores_are_networks_scores(quick):
+    folder, _ = quick
+    for name, e in M.EXPERIMENTS.items():
+        columns = M.figure(e).columns
+        assert columns == (*e.TEST_COLUMNS, *M.ANATOMIES[name].columns) and not any(c.key for c in columns)
+        rows = rows_of(folder, name)
+        assert all(type(r.get("alone")) is float and 0 <= r.get("alone") <= 1 for r in rows)
+        assert all(0 <= r.get("test_error") <= 1 for r in rows)
+        assert {r.params for r in rows if r.model != M.WIDE} == {e.model(e.PROTOCOL, "Naive", e.SMALL).final_size}
+    cnn = rows_of(folder, eval_cnn.NAME)
+    assert all(type(r.get("detectors")) is int and 0 <= r.get("detectors") <= (r.sweep if r.model == M.WIDE else 1)
+               for r in cnn)
+    assert all(-1 <= r.get("cosine") <= 1 for r in cnn)
+    assert len({r.get("cosine") for r in cnn if r.model == M.WIDE}) > 1
+
+
+def test_every_trained_row_carries_its_real_divergence(quick, tmp_path):
+    folder, _ = quick
+    assert not any(r.diverged for name in M.EXPERIMENTS for r in rows_of(folder, name))
+    code, printed, err = run_study(["--quick", "--lr", "1e30", "--experiment", "cnn", "--out", str(tmp_path)])
+    assert code == 0, err
+    rows = rows_of(tmp_path, eval_cnn.NAME)
+    assert all(r.diverged for r in rows) and {r.model for r in rows} == set(M.figure(eval_cnn).models)
+    assert "wide network 3: 10 of 10 rounds diverged" in printed
+
+
+@pytest.mark.parametrize("edit, message", [
+    (lambda header, line: (header.replace(",cosine", ""), line.rsplit(",", 1)[0]), "expected the columns"),
+    (lambda header, line: (header, line.rsplit(",", 2)[0] + ",1.5," + line.rsplit(",", 1)[1]), "detectors must be an integer"),
+    (lambda header, line: (header, line.rsplit(",", 1)[0] + ",1.5"), "cosine must be in [-1, 1]"),
+])
+def test_plot_only_refuses_a_csv_whose_declared_columns_are_missing_or_retyped(quick, tmp_path, edit, message):
+    folder, _ = quick
+    for ext in ("csv", "json"):
+        shutil.copy(folder / f"mechanism_cnn.{ext}", tmp_path)
+    path = tmp_path / "mechanism_cnn.csv"
+    header, *lines = path.read_text().splitlines()
+    edited = [edit(header, line) for line in lines]
+    path.write_text("\n".join([edited[0][0], *(line for _, line in edited)]) + "\n")
+    code, _, err = run_study(["--quick", "--plot-only", "--experiment", "cnn", "--out", str(tmp_path)])
+    assert code == 2 and message in err and err.count("\n") == 1
