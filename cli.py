@@ -348,7 +348,7 @@ def execute(prog: str, jobs: list[Job], args: argparse.Namespace, argv: list[str
             ran = {**run_info(prog, args, dev, command, time.perf_counter() - start), "settings": job.recorded()}
             info = {f.name: {**ran, "figure": f.name} for f in job.figures}
         for f in job.figures:
-            summaries = report.summarize(rows[f.name], solved_at, f.columns, f.solved_from)
+            summaries = report.summarize(rows[f.name], solved_at, f.columns, report.deciding(f))
             text = report.csv_text(rows[f.name], f.columns)
             record = {**info[f.name], "diverged": report.divergence(summaries, f.columns)}
             if not args.plot_only:

@@ -46,7 +46,7 @@ from models import pool_conv
 EXPERIMENTS = {e.NAME: e for e in (eval_cnn, eval_bool)}
 FLAGS = ["rounds", "steps", "lr", "momentum", "optimizer", "solved_at", "min_filters", "max_filters", "min_width",
          "max_width"]
-WIDE, TICKET, CONTROL = "wide network", "ticket: best unit rewound, retrained", "control: random unit rewound, retrained"
+WIDE, TICKET, CONTROL = "wide network", "ticket: best unit rewound and retrained", "control: random unit rewound and retrained"
 INIT_CHOICE, RESTARTS = "init-only choice of n Naive(1)", "best of n trained Naive(1)"
 CHUNK = 32                          # rounds of per-round data held at once by the filter-alone measurements
 ALONE = report.Column("alone", float, key=False, low=0, high=1)

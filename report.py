@@ -325,10 +325,16 @@ class Figure:
     percent: bool = False            # show scores in %
     models: tuple[str, ...] = MODELS # the model names its CSV may hold
     columns: tuple[Column, ...] = () # the columns its CSV carries beyond the common ones
-    solved_from: str = "score"       # the column whose value decides "solved" (a score on independent data)
+    solved_from: str = "score"       # the column whose value decides "solved" (a score on independent data),
+                                     # where the file declares it (a study's figure made from this one may not)
     styles: tuple[tuple[str, dict], ...] = ()   # (series, matplotlib style) beyond the defaults
     table: bool = True               # print the table (a long grid prints its notes only)
     draw: Callable[[list[Summary], list[Row], float], Callable[[Path], None]] | None = None  # a figure of its own
+
+
+def deciding(figure: Figure) -> str:
+    """The column that decides "solved" in a figure's file: its `solved_from` if it declares it, else the score."""
+    return figure.solved_from if figure.solved_from in {c.name for c in figure.columns} else "score"
 
 
 def table(summaries: list[Summary], columns: tuple[Column, ...] = ()) -> str:

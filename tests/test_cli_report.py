@@ -1,4 +1,5 @@
 import csv
+import dataclasses
 import json
 import math
 import subprocess
@@ -46,7 +47,7 @@ def test_quick_run_writes_valid_png_csv_json(quick_runs, script):
     assert png[:8] == b"\x89PNG\r\n\x1a\n" and len(png) > 10_000
     with open(folder / f"{name}.csv") as f:
         rows = list(csv.reader(f))
-    assert tuple(rows[0]) == report.COLUMNS
+    assert tuple(rows[0]) == report.COLUMNS + tuple(c.name for c in SCRIPTS[script].FIGURE.columns)
     models = {r[0] for r in rows[1:]}
     assert {"Naive", "HyperNetwork", "hardcoded"} <= models
     assert all(0.0 <= float(r[4]) <= 1.0 for r in rows[1:]) and {r[5] for r in rows[1:]} == {"0"}
@@ -62,7 +63,7 @@ def test_quick_run_writes_valid_png_csv_json(quick_runs, script):
 
 def test_cnn_csv_rows_follow_the_protocol(quick_runs):
     folder, _ = quick_runs["cnn"]
-    rows = report.read_csv(folder / "cnn_experiment.csv")
+    rows = report.read_csv(folder / "cnn_experiment.csv", columns=eval_cnn.FIGURE.columns)
     naive = [r for r in rows if r.model == "Naive"]
     assert {(r.sweep, r.params) for r in naive} == {(1, 6), (2, 11), (3, 16)}
     assert {(r.sweep, r.params) for r in rows if r.model == "RandomConv"} == {(1, 2), (2, 3), (3, 4)}
@@ -76,7 +77,7 @@ def test_plot_only_reproduces_the_table_of_the_run(quick_runs, script, capsys):
     folder, stdout = quick_runs[script]
     png = folder / f"{SCRIPTS[script].FIGURE.name}.png"
     png.unlink()
-    assert run(script, "--plot-only", "--out", folder) == 0
+    assert run(script, "--quick", "--plot-only", "--out", folder) == 0
     replot = capsys.readouterr().out
     assert replot.split("wrote")[0] == stdout.split("wrote")[0]
     assert png.exists()
@@ -93,7 +94,7 @@ def test_same_seed_same_csv_other_seed_other_csv(tmp_path):
 
 def test_divergent_run_still_writes_its_figure_and_says_so(tmp_path, capsys):
     assert run("cnn", "--quick", "--lr", "1e30", "--rounds", "3", "--steps", "30", "--out", tmp_path) == 0
-    rows = report.read_csv(tmp_path / "cnn_experiment.csv")
+    rows = report.read_csv(tmp_path / "cnn_experiment.csv", columns=eval_cnn.FIGURE.columns)
     assert all(0.0 <= r.score <= 1.0 for r in rows)
     assert (tmp_path / "cnn_experiment.png").stat().st_size > 0
     diverged = [r for r in rows if r.diverged]
@@ -126,7 +127,7 @@ BAD = [
     (["--solved-at", "nan"], "--solved-at must be in [0, 1]"),
     (["--seed", "99999999999999999999999"], "--seed must be an integer in [0, 2**63 - 1]"),
     (["--seed", "-1"], "--seed must be an integer in [0, 2**63 - 1]"),
-    (["--rounds", "100000000000"], "GiB"),
+    (["--rounds", "100000000"], "GiB"),
 ]
 
 
@@ -222,11 +223,12 @@ HEAD = "model,sweep,params,round,score,diverged\n"
     (HEAD + "Naive," + "x" * 200_000 + ",6,0,0.5,0\n", "not a CSV of this project"),
 ], ids=lambda v: v[:60].replace("\n", "|") if isinstance(v, str) else None)
 def test_malformed_csv_exits_2(tmp_path, capsys, text, message):
-    write(tmp_path / "cnn_experiment.csv", text)
-    assert run("cnn", "--plot-only", "--out", tmp_path) == 2
+    """(Experiment 2's file: it has the common columns only.)"""
+    write(tmp_path / "bool_experiment.csv", text)
+    assert run("bool", "--plot-only", "--out", tmp_path) == 2
     err = capsys.readouterr().err
     assert message in err and err.count("\n") == 1 and len(err) < 400
-    assert not (tmp_path / "cnn_experiment.png").exists()
+    assert not (tmp_path / "bool_experiment.png").exists()
 
 
 def test_binary_csv_exits_2(tmp_path, capsys):
@@ -241,26 +243,31 @@ def test_missing_csv_exits_2(tmp_path, capsys):
     assert "no results file" in capsys.readouterr().err
 
 
-def record_of(path, script, figure):
-    """The record a run writes beside its CSV (what --plot-only checks the CSV against)."""
-    return write(path.with_suffix(".json"), json.dumps({"script": script, "figure": figure,
-                                                        "csv_sha256": report.digest(path.read_text())}))
-
-
 def test_plot_only_from_a_hand_written_csv(tmp_path, capsys):
-    """A hand-written CSV is redrawn only beside a record that vouches for it; in place, the CSV and the
-    record stay as they are (a redraw is not a new run)."""
-    csv_path = write(tmp_path / "bool_experiment.csv", HEAD +
-                     "Naive,1,5,0,0.5,0\nNaive,1,5,1,1.0,0\nNaive,2,9,0,0.95,0\nNaive,2,9,1,0.95,0\nhardcoded,2,7,0,0.9486,0\n")
-    assert run("bool", "--plot-only", "--out", tmp_path) == 2
+    """A hand-written CSV is redrawn only beside a record that vouches for it (the script, the figure, the
+    settings of the same flags, the CSV's digest) and only if it holds the groups such a run writes; in
+    place, the CSV and the record stay as they are (a redraw is not a new run)."""
+    flags = ["--rounds", "2", "--max-width", "2", "--plot-only", "--out", tmp_path]
+    rows = ["Naive,1,5,0,0.5,0", "Naive,1,5,1,1.0,0", "Naive,2,9,0,0.95,0", "Naive,2,9,1,0.95,0"]
+    rows += [f"HyperNetwork,{w},7,{r},0.9,0" for w in (1, 2) for r in (0, 1)] + ["hardcoded,2,7,0,0.9486,0"]
+    csv_path = write(tmp_path / "bool_experiment.csv", HEAD + "\n".join(rows) + "\n")
+    assert run("bool", *flags) == 2
     assert "record of its run" in capsys.readouterr().err
-    record = record_of(csv_path, "eval_bool.py", "bool_experiment").read_text()
-    assert run("bool", "--plot-only", "--out", tmp_path) == 0
+    settings = dataclasses.replace(eval_bool.PROTOCOL, rounds=2, max_width=2)
+    record = write(tmp_path / "bool_experiment.json", json.dumps({
+        "script": "eval_bool.py", "figure": "bool_experiment", "settings": dataclasses.asdict(settings),
+        "csv_sha256": report.digest(csv_path.read_text())})).read_text()
+    assert run("bool", *flags) == 0
     lines = capsys.readouterr().out.splitlines()
     assert lines[1].split()[:4] == ["Naive", "1", "5", "0.7500"] and "0.500" in lines[1]
     assert lines[2].split()[:4] == ["Naive", "2", "9", "0.9500"] and "[0.9500, 0.9500]" in lines[2]
     assert (tmp_path / "bool_experiment.png").exists()
     assert (tmp_path / "bool_experiment.json").read_text() == record
+    write(csv_path, csv_path.read_text().replace("hardcoded,2,7,0,0.9486,0\n", ""))
+    record_path = tmp_path / "bool_experiment.json"
+    write(record_path, json.dumps({**json.loads(record), "csv_sha256": report.digest(csv_path.read_text())}))
+    assert run("bool", *flags) == 2
+    assert "lacks hardcoded 2" in capsys.readouterr().err
 
 
 # ----------------------------------------------------------------------------- intervals
