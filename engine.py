@@ -11,7 +11,7 @@ other class runs through `torch.func.vmap` of its plain `forward`, one group at 
 model needs no extra code. The tests check every hand-written one against that vmap path. When
 padding to the largest size would more than double the work (networks of 1 to 64 filters, say),
 training runs each group at its own size instead, so no round pays the largest network's cost.
-A stack can also be trained in blocks of rounds (`Stack.rows` / `Stack.put`), so that data drawn
+A stack can also be trained in blocks of rounds (`Stack.block` / `Stack.put`), so that data drawn
 for a whole training run stays within a fixed memory budget whatever the number of rounds.
 
 One optimizer steps all rounds together: the update rules of torch.optim's SGD, Adam, RMSprop and
@@ -59,7 +59,7 @@ class Stack:
         return {name: params[name][(rows, *(slice(0, n) for n in p.shape))]
                 for name, p in group.template.named_parameters()}
 
-    def rows(self, start: int, stop: int) -> "Stack":
+    def block(self, start: int, stop: int) -> "Stack":
         """Rounds [start, stop) as a stack of their own (a copy; `put` writes it back)."""
         groups = [Group(g.template, max(g.start, start) - start, min(g.stop, stop) - start)
                   for g in self.groups if g.start < stop and g.stop > start]
@@ -67,7 +67,7 @@ class Stack:
                      {k: v[start:stop] for k, v in self.masks.items()}, groups)
 
     def put(self, part: "Stack", start: int) -> None:
-        """Write back the parameters of a block of rounds taken by `rows(start, ...)`."""
+        """Write back the parameters of a block of rounds taken by `block(start, ...)`."""
         with torch.no_grad():
             for k, v in part.params.items():
                 self.params[k][start:start + len(v)] = v
@@ -125,7 +125,7 @@ def _fresh(template: nn.Module, rounds: int, gen: torch.Generator) -> dict[str, 
     return out
 
 
-def settings_of(module: nn.Module) -> dict:
+def options_of(module: nn.Module) -> dict:
     """A module's own settings beyond its parameters and layers (a pooling rule, a temperature, ...)."""
     return {k: v for k, v in vars(module).items() if not k.startswith("_") and k != "training"}
 
@@ -134,9 +134,9 @@ def init_stack(templates: list[nn.Module], rounds: int, gen: torch.Generator) ->
     """`rounds` freshly initialised networks per template, one group per template, in order."""
     if len({type(t) for t in templates}) != 1:
         raise ValueError("a stack holds networks of one class")
-    if any(settings_of(t) != settings_of(templates[0]) for t in templates):
+    if any(options_of(t) != options_of(templates[0]) for t in templates):
         raise ValueError("a stack holds networks of one class and one setting: "
-                         + " vs ".join(sorted({repr(settings_of(t)) for t in templates})))
+                         + " vs ".join(sorted({repr(options_of(t)) for t in templates})))
     return assemble(templates, rounds, [_fresh(t, rounds, gen) for t in templates], gen.device)
 
 

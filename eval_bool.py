@@ -143,7 +143,7 @@ def fit(s: Settings, gen: torch.Generator, stack: engine.Stack, bar,
     size = block_rounds(s.steps)
     blocks = range(0, stack.rounds, size)
     for start in blocks:                        # the data of one block of rounds at a time: bounded memory
-        part = stack.rows(start, min(start + size, stack.rounds))
+        part = stack.block(start, min(start + size, stack.rounds))
         batches, lengths = training_data(part.rounds, s.steps, gen)
 
         def batch(step: int):

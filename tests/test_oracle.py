@@ -210,7 +210,7 @@ def test_a_stack_trained_in_blocks_of_rounds_matches_plain_loops():
     lr = torch.tensor([0.03, 0.1, 0.3, 1.0, 0.3, 0.1])
     opt = engine.make_optimizer("sgd", lr, 0.0)
     for start, stop in ((0, 4), (4, 6)):
-        part = stack.rows(start, stop)
+        part = stack.block(start, stop)
         each = torch.arange(start, stop)
         batch = lambda s: ((xs[order[s, start:stop], each],), ys[order[s, start:stop], each])
         engine.train(part, batch, len(batches), opt, lengths=lengths[start:stop], rows=slice(start, stop))
