@@ -416,7 +416,8 @@ def plot(summaries: list[Summary], fig_spec: Figure, solved_at: float) -> Callab
             ax.grid(alpha=0.3)
             if ax.get_legend_handles_labels()[0]:
                 ax.legend(loc="best", fontsize=8)
-    fig.text(0.5, 0.005, "bands and bars: 95 % intervals (mean: bootstrap over rounds; solved share: Wilson)",
+    fig.text(0.5, 0.005, "bands and bars: 95 % intervals (mean: bootstrap over rounds; solved share: Wilson, over rounds each "
+             "scored on data of its own)",
              ha="center", fontsize=8, color="0.4")
     fig.tight_layout(rect=(0, 0.03 / rows, 1, 1))
     return png(fig)
