@@ -94,6 +94,25 @@ def _conv_per_round(x: Tensor, w: Tensor) -> Tensor:
     return out
 
 
+MANY_FILTERS = 8          # from here on, a running max over positions beats one (R, B, F, positions) tensor
+
+
+def _max_conv_per_round(x: Tensor, w: Tensor) -> Tensor:
+    """max over positions of x (R, B, L) correlated with w (R, F, K) -> (R, B, F), without autograd.
+
+    A running max over positions (one batched product per position) keeps the working set at (R, B, F)
+    instead of (R, B, F, positions): at 32 filters, scoring each round on its own set takes a quarter of the time.
+    """
+    windows = _windows(x, w.shape[-1])                  # (R, B, positions, K)
+    filters = w.transpose(1, 2)                         # (R, K, F)
+    best = torch.bmm(windows[:, :, 0], filters)
+    score = torch.empty_like(best)
+    for i in range(1, windows.shape[2]):
+        torch.bmm(windows[:, :, i], filters, out=score)
+        torch.maximum(best, score, out=best)
+    return best
+
+
 def _max_conv_shared(x: Tensor, w: Tensor) -> Tensor:
     """max over positions of x (B, L) correlated with w (R, F, K) -> (R, B, F), without autograd.
 
@@ -122,6 +141,8 @@ def pool_conv(x: Tensor, w: Tensor, pool: str = "max", temperature: float | Tens
             x = x.expand(w.shape[0], *x.shape)
         else:
             return _max_conv_shared(x, w)
+    elif pool == "max" and not torch.is_grad_enabled() and w.shape[1] >= MANY_FILTERS:
+        return _max_conv_per_round(x, w)
     if pool == "lse":
         return lse_pool(_conv_per_round(x, w), temperature)
     with torch.no_grad():
