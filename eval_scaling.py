@@ -109,8 +109,8 @@ class Scaling(cli.StudySettings):
         return max(train, score, test)
 
 
-BASE = dataclasses.replace(eval_cnn.PROTOCOL, max_filters=16, pattern="1")   # pattern: set per trained pattern
-PROTOCOL = Scaling(family="inside,three,tail", min_length=3, max_length=8, budgets=4, selection=250)
+BASE = dataclasses.replace(eval_cnn.PROTOCOL, rounds=100, max_filters=16, pattern="1")   # pattern: set per trained pattern
+PROTOCOL = Scaling(family="inside,three,tail", min_length=4, max_length=6, budgets=4, selection=250)
 
 
 def counts(base: eval_cnn.Settings) -> list[int]:
@@ -352,7 +352,7 @@ def panel_n50(ax, arms_: list[Arm], family: str, top: int) -> None:
                         label=f"{label}, {steps} steps", **style)
     ax.axhline(top, color="0.5", linewidth=0.8)
     ax.set(yscale="log", xlabel="pattern length", ylabel="n50 (filters)",
-           title=f"n50, family {family} (95 %; line: largest n trained)")
+           title=f"n50, {family} (line: largest n trained)")
     ax.grid(alpha=0.3)
     ax.legend(fontsize=7)
 
@@ -370,21 +370,22 @@ def panel_detectors(ax, arms_: list[Arm], family: str) -> None:
         ax.plot(ns, spread, linestyle=":", marker="x", color=f"C{i}")
     ax.set_xscale("log", base=2)
     ax.set(xlabel="filters n", ylabel="share", ylim=(-0.02, 1.02),
-           title=f"{family}, {last} steps: detectors per filter (o); distinct per detector (x)")
+           title=f"{family}, {last} steps: detectors/filter (o), distinct/detector (x)")
     ax.grid(alpha=0.3)
     ax.legend(fontsize=7)
 
 
-def panel_missed(ax, arms_: list[Arm]) -> None:
-    """Networks missing a positive, by start position, at the first budget, one line per pattern."""
-    first = min(a.steps for a in arms_)
+def panel_missed(ax, arms_: list[Arm], rows: list[report.Row]) -> None:
+    """The widest networks at the first budget: how many miss a positive at each start, per pattern."""
+    first, top = min(a.steps for a in arms_), max(n for a in arms_ for n in a.solved)
     for i, a in enumerate(a for a in arms_ if a.steps == first):
-        rounds = sum(len(v) for v in a.solved.values())
-        starts = np.arange(max(a.missed, default=0) + 1)
-        ax.plot(starts, [100 * a.missed.get(int(k), 0) / rounds for k in starts], color=f"C{i % 10}",
-                linestyle="-" if family_of(a.pattern) != "tail" else "--", label=a.pattern)
-    ax.set(xlabel="start of the positive's pattern", ylabel="networks missing one (%, all n)",
-           title=f"false negatives by start, {first} steps (dashed: tail)", xlim=(-1, 20))
+        widest = [r for r in rows if arm(r) == (a.pattern, first) and r.sweep == top]
+        missed = missed_by_start(widest)
+        starts = np.arange(12)
+        ax.plot(starts, [100 * missed.get(int(k), 0) / len(widest) for k in starts], color=f"C{i % 10}", marker=".",
+                linestyle="--" if family_of(a.pattern) == "tail" else "-", label=a.pattern)
+    ax.set(xlabel="start of the positive's pattern", ylabel=f"networks of {top} filters missing one there (%)",
+           title=f"false negatives by start, {first} steps (dashed: tail)")
     ax.grid(alpha=0.3)
     ax.legend(fontsize=6, ncol=2)
 
@@ -405,7 +406,7 @@ def draw(summaries: list[report.Summary], rows: list[report.Row], solved_at: flo
     for family in families:
         panel_n50(next(rest), arms_, family, top)
         panel_detectors(next(rest), arms_, family)
-    panel_missed(next(rest), arms_)
+    panel_missed(next(rest), arms_, rows)
     for ax in rest:
         ax.set_visible(False)
     fig.text(0.5, 0.003, f"solved: validation accuracy >= {solved_at:g} on each round's own 1000 pairs; bands and bars: "
