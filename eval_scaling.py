@@ -302,6 +302,12 @@ def notes(rows: list[report.Row], solved_at: float) -> str:
         det = ", ".join(f"{n}: {a.detectors[n].mean():.2f}/{a.distinct[n].mean():.2f}" for n in a.solved)
         miss = ", ".join(f"{k}: {v}" for k, v in sorted(a.missed.items(), key=lambda kv: -kv[1])[:3]) or "none"
         lines.append(f"  {a.pattern} at {a.steps}: {cells}; detectors {det}; missed at {miss}")
+    top = max(n for a in arms_ for n in a.solved)
+    lines.append(f"networks of {top} filters at {budgets[0]} steps missing a positive that starts at 0, 1, 2, 3:")
+    for a in (a for a in arms_ if a.steps == budgets[0]):
+        widest = [r for r in rows if arm(r) == (a.pattern, a.steps) and r.sweep == top]
+        missed = missed_by_start(widest)
+        lines.append(f"  {a.pattern}: " + ", ".join(str(missed.get(k, 0)) for k in range(4)) + f" of {len(widest)}")
     for steps in (budgets[0], budgets[-1]) if len(budgets) > 1 else budgets:
         lines += n50_table(arms_, steps)
     if len(budgets) > 1:
@@ -369,6 +375,9 @@ def panel_detectors(ax, arms_: list[Arm], family: str) -> None:
         spread = [a.distinct[n].sum() / max(a.detectors[n].sum(), 1) for n in ns]
         ax.plot(ns, spread, linestyle=":", marker="x", color=f"C{i}")
     ax.set_xscale("log", base=2)
+    ticks = sorted({n for a in arms_ for n in a.solved})
+    ax.set_xticks(ticks, [str(n) for n in ticks])
+    ax.minorticks_off()
     ax.set(xlabel="filters n", ylabel="share", ylim=(-0.02, 1.02),
            title=f"{family}, {last} steps: detectors/filter (o), distinct/detector (x)")
     ax.grid(alpha=0.3)

@@ -228,7 +228,7 @@ def flags_of_this_script() -> set[str]:
 
 @pytest.mark.parametrize("argv, message", [
     (["--quick", "--seq-len", "4", "--max-length", "4"], "--max-length (4) must be below --seq-len (4)"),
-    (["--seq-len", "1"], "--max-length (7) must be below --seq-len (1)"),
+    (["--seq-len", "1"], "--max-length (6) must be below --seq-len (1)"),
     (["--quick", "--seq-len", "4", "--max-length", "3"], "--min-length (4) is above --max-length (3)"),
     (["--family", "inside,ones"], "--family must list families among inside, three, tail, got 'ones'"),
     (["--family", "three", "--min-length", "2"], "--min-length (2) is below 3, the shortest pattern of family three"),
