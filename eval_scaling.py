@@ -1,14 +1,24 @@
-"""Harder patterns: how much width does exploration need, and does independent exploration predict it?
+"""Harder patterns, fairly: how much width does exploration need, and does independent exploration predict it?
 
 If each filter of a wide network were an independent try that finds the pattern with probability p (the
-solve rate of a one-filter network), a network of n filters would solve with probability 1 - (1 - p)^n.
-This study trains Naive(n), n = 1, 2, 4, ..., 64, as the protocol trains experiment 1, on a family of
-patterns of growing length 2..8 (the filters are as long as the pattern), and compares the solved share
-with that law, drawn from the pattern's own one-filter rate. --family tail (default): two adjacent 1s and a
-growing tail of don't-cares, 11, 110, ..., 11000000: the thing to find stays the same while a filter has
-more positions to get right (near zero), so a lucky filter should get rarer with length. --family ones:
-11, 111, ..., 11111111, every position constrained (these turn out to get easier with length). It also gives n50, the filters needed for half of the rounds to be solved
-(interpolated in log n; 95 % bootstrap interval over rounds), against what independence predicts.
+solve rate of a one-filter network at the same step budget), n filters would solve with probability
+1 - (1 - p)^n. This study trains Naive(n), n = 1, 2, 4, ... (the powers of two in [--min-filters,
+--max-filters]), on families of patterns of growing length (the filters are as long as the pattern), as the
+protocol trains experiment 1 but scored at several step budgets: --steps, 4x, 16x, ... (--budgets of them,
+each a checkpoint of one continuous run: a run of B steps is the first B steps of a longer one). Families:
+  inside (default): 101, 1001, 10001, ...: the 1s at both ends, the don't-cares inside (like 1101), so
+      every placement of the pattern lies wholly inside the sequence and every window of it is visible
+      to an unpadded filter;
+  three: 111, 1101, 10101, 101001, 1001001, ...: a third 1 in the middle (length 4 is the protocol's
+      1101 mirrored): a 1 that a filter must also weigh, between growing runs of don't-cares;
+  tail: 11, 110, 1100, ...: don't-cares trailing the 1s, a demonstration of an edge artifact: a filter
+      that learns 11 at taps j > 0 misses every positive that starts before j.
+Each round is scored on its own validation set (1000 pairs) and measured on a stratified test set
+(error and the starts at which it misses a positive). Network level: the solved share against
+1 - (1 - p)^n and n50, the filters needed for half of the rounds to be solved (interpolated in log n; 95 %
+bootstrap over rounds), against pattern length. Filter level: how many filters of a network solve alone
+(max-pooled, threshold fitted on a selection set, scored on the validation set), and how many distinct
+detectors those are: independent exploration predicts a constant share of detectors at every n.
 Writes scaling_cnn.{png,csv,json}.
 """
 import interrupts; interrupts.install()             # noqa: E702  (first: Ctrl-C during the imports too)
@@ -21,89 +31,181 @@ import numpy as np
 import torch
 
 import cli
-import data
 import engine
 import eval_cnn
 import report
+from eval_mechanism import filters_alone
 
-FLAGS = ["rounds", "steps", "lr", "momentum", "optimizer", "solved_at", "min_filters", "max_filters", "seq_len",
-         "family", "min_length", "max_length"]
-FAMILIES = {"tail": lambda k: "11" + "0" * (k - 2) if k >= 2 else "1", "ones": lambda k: "1" * k}
+NAME = "scaling_cnn"
+MODEL = "Naive"
+FLAGS = ["rounds", "steps", "lr", "momentum", "optimizer", "solved_at", "min_filters", "max_filters", "seq_len"]
+FAMILIES = {"inside": lambda k: "1" + "0" * (k - 2) + "1",
+            "three": lambda k: "1" + "0" * ((k - 3) // 2) + "1" + "0" * (k - 3 - (k - 3) // 2) + "1",
+            "tail": lambda k: "11" + "0" * (k - 2)}
+SHORTEST = {"inside": 2, "three": 3, "tail": 2}
+GROWTH = 4                                   # each step budget is this many times the one before
+SAME_DETECTOR = 0.9                          # two detectors whose kernels have at least this cosine are one
 RESAMPLES = 2000
+COLUMNS = (report.Column("pattern", str), report.Column("steps", int, low=1),
+           *eval_cnn.TEST_COLUMNS,
+           report.Column("detectors", int, key=False, low=0), report.Column("distinct", int, key=False, low=0))
 
 
 @dataclasses.dataclass(frozen=True, kw_only=True)
-class Scaling(eval_cnn.Settings):
-    """Experiment 1's settings, a range of pattern lengths, and filter counts 1, 2, 4, ... up to --max-filters."""
-    family: str = cli.setting("the patterns: 11 and a tail of don't-cares (tail), or all 1s (ones)",
-                              choices=tuple(FAMILIES))
-    min_length: int = cli.setting("shortest pattern", cli.within(1, 63), "in [1, 63]")
-    max_length: int = cli.setting("longest pattern", cli.within(1, 63), "in [1, 63]")
+class Scaling(cli.StudySettings):
+    """The study's own settings, beside experiment 1's: which patterns, which step budgets, and the
+    selection set that fits each filter's threshold."""
+    family: str = cli.setting("patterns: comma-separated families among " + ", ".join(FAMILIES))
+    min_length: int = cli.setting("shortest pattern", cli.within(1, 4095), "in [1, 4095]")
+    max_length: int = cli.setting("longest pattern", cli.within(1, 4095), "in [1, 4095]")
+    budgets: int = cli.setting(f"step budgets: --steps, {GROWTH}x, {GROWTH ** 2}x, ... (checkpoints of one run)",
+                               cli.within(1, 8), "in [1, 8]")
+    selection: int = cli.setting("selection set: pairs of sequences per round (fits each filter's threshold)",
+                                 cli.within(1, 100_000), "in [1, 100000]")
+
+    def families(self) -> list[str]:
+        return self.family.split(",")
 
     def lengths(self) -> range:
         return cli.sweep_range(self.min_length, self.max_length, "min_length", "max_length")
 
-    def counts(self) -> list[int]:
-        """The filter counts: the powers of two in [--min-filters, --max-filters]."""
-        return [n for n in (2 ** i for i in range(self.max_filters.bit_length())) if n >= self.min_filters
-                and n <= self.max_filters] or [self.min_filters]
+    def patterns(self) -> list[str]:
+        """Every family's patterns, family after family, shortest first."""
+        return list(dict.fromkeys(FAMILIES[f](k) for f in self.families() for k in self.lengths()))
 
-    def patterns(self) -> list[data.Pattern]:
-        return [data.Pattern(FAMILIES[self.family](k), self.seq_len) for k in self.lengths()]
+    def steps(self, base: eval_cnn.Settings) -> list[int]:
+        return [base.steps * GROWTH ** i for i in range(self.budgets)]
 
-    def check(self) -> "Scaling":
-        super().check()
-        if self.max_length >= self.seq_len:
-            raise cli.UsageError(f"--max-length ({self.max_length}) must be below --seq-len ({self.seq_len})")
+    def check_with(self, base: eval_cnn.Settings) -> "Scaling":
+        self.check()
+        unknown = [f for f in self.families() if f not in FAMILIES]
+        if unknown:
+            raise cli.UsageError(f"--family must list families among {', '.join(FAMILIES)}, got {unknown[0]!r}")
+        self.lengths()
+        short = max(self.families(), key=SHORTEST.get)
+        if self.min_length < SHORTEST[short]:
+            raise cli.UsageError(f"--min-length ({self.min_length}) is below {SHORTEST[short]}, the shortest "
+                                 f"pattern of family {short}")
+        if self.max_length >= base.seq_len:
+            raise cli.UsageError(f"--max-length ({self.max_length}) must be below --seq-len ({base.seq_len}): "
+                                 "a pattern is shorter than its sequences")
+        if not counts(base):
+            raise cli.UsageError(f"--min-filters ({base.min_filters}) to --max-filters ({base.max_filters}) holds "
+                                 "no power of two")
         return self
 
     def quick(self) -> "Scaling":
-        return dataclasses.replace(super().quick(), max_filters=min(self.max_filters, 4),
-                                   max_length=min(self.max_length, self.min_length + 1))
+        return dataclasses.replace(self, max_length=min(self.max_length, self.min_length + 1),
+                                   budgets=min(self.budgets, 2), selection=min(self.selection, 100))
 
-    def memory_bytes(self) -> int:
-        """One pattern's stack at a time; each filter count at its own size."""
-        return self.rounds * sum(self.counts()) * 2 * self.seq_len * 4 * 4
-
-
-PROTOCOL = Scaling(**{**dataclasses.asdict(eval_cnn.PROTOCOL), "max_filters": 64}, family="tail", min_length=2,
-                   max_length=8)
-
-
-def name(pattern: data.Pattern) -> str:
-    return f"pattern {pattern.text}"
+    def memory_bytes(self, base: eval_cnn.Settings) -> int:
+        """The largest of: training the stack (a batch's windows and gradients at the largest count, per
+        round), scoring a chunk of rounds on their own sets, the stratified test set."""
+        top, chunk = max(counts(base)), min(base.rounds, 256)
+        pairs = max(eval_cnn.VALIDATION_PAIRS, self.selection)
+        train = base.rounds * len(counts(base)) * 2 * top * base.seq_len * self.max_length * 4 * 2
+        score = chunk * 2 * pairs * (2 * base.seq_len + 2 * top) * 4
+        test = 4 * eval_cnn.TEST_PER_START * base.seq_len * (base.seq_len + chunk) * 4
+        return max(train, score, test)
 
 
-def run(s: Scaling, gen: torch.Generator) -> list[report.Row]:
+BASE = dataclasses.replace(eval_cnn.PROTOCOL, rounds=100, max_filters=16, pattern="1")   # pattern: set per trained pattern
+PROTOCOL = Scaling(family="inside,three,tail", min_length=4, max_length=6, budgets=4, selection=250)
+
+
+def counts(base: eval_cnn.Settings) -> list[int]:
+    """The filter counts: the powers of two in [--min-filters, --max-filters]."""
+    return [n for n in (2 ** i for i in range(base.max_filters.bit_length())) if n >= base.min_filters]
+
+
+# ----------------------------------------------------------------------------- training with checkpoints
+
+class Checkpoints:
+    """A progress bar that also measures the stack when it has taken each budget's steps: `fit` tells the
+    bar once per step, so the networks measured at budget B are exactly those of a B-step run."""
+
+    def __init__(self, bar, budgets: list[int], measure) -> None:
+        self.bar, self.budgets, self.measure, self.taken = bar, set(budgets), measure, 0
+
+    def update(self) -> None:
+        self.bar.update()
+        self.taken += 1
+        if self.taken in self.budgets:
+            self.measure(self.taken)
+
+
+def distinct_detectors(w: torch.Tensor, detector: torch.Tensor) -> torch.Tensor:
+    """Per round, how many different detectors its detector filters are (w (R, F, K), detector (R, F)):
+    greedily, each detector joins the first earlier one whose kernel has cosine >= SAME_DETECTOR with it."""
+    unit = torch.nn.functional.normalize(w, dim=-1)
+    same = (unit @ unit.transpose(1, 2) >= SAME_DETECTOR) & detector[:, None, :] & detector[:, :, None]
+    earlier = torch.tril(same, diagonal=-1).any(-1)            # an earlier detector is the same as it
+    return (detector & ~earlier).sum(1)
+
+
+def filter_level(stack: engine.Stack, sel: engine.Scorer, val: engine.Scorer, solved_at: float) -> list[tuple]:
+    """Per round: its filters that solve alone (threshold fitted on the round's selection set, scored on its
+    validation set) and how many distinct detectors they are, as (name, value) measurements."""
+    out = []
+    for g in stack.groups:
+        w = stack.group_params(g)["conv.weight"].flatten(1, 2)                        # (R, F, K)
+        for start in range(0, g.stop - g.start, 128):
+            stop = min(start + 128, g.stop - g.start)
+            (x_sel,), y_sel = sel.data(g.start + start, g.start + stop)
+            (x_val,), y_val = val.data(g.start + start, g.start + stop)
+            _, alone = filters_alone(w[start:stop], x_sel, y_sel, x_val, y_val)
+            detector = alone >= solved_at
+            out += [(("detectors", int(d)), ("distinct", int(u)))
+                    for d, u in zip(detector.sum(1).tolist(), distinct_detectors(w[start:stop], detector).tolist())]
+    return out
+
+
+def run_pattern(base: eval_cnn.Settings, own: Scaling, pattern: str, gen: torch.Generator, bar) -> list[report.Row]:
+    """Naive(n) for every count, `rounds` each, trained to the largest budget and measured at each."""
+    s = dataclasses.replace(base, pattern=pattern, steps=own.steps(base)[-1])
+    stack = engine.init_stack([eval_cnn.model(s, MODEL, n) for n in counts(s)], s.rounds, gen)
+    val, sel = eval_cnn.validation(s, gen, s.rounds), eval_cnn.selection(s, gen, own.selection, s.rounds)
+    test = eval_cnn.test_set(s, gen)
+    labels = [(MODEL, n) for n in counts(s)]
+    rows: list[report.Row] = []
+
+    def measure(step: int) -> None:
+        measured = [(*t, *f) for t, f in zip(test(stack), filter_level(stack, sel, val, s.solved_at))]
+        rows.extend(report.rows_of(stack, labels, val(stack), keys=(("pattern", pattern), ("steps", step)),
+                                   measured=measured))
+    eval_cnn.fit(s, gen, stack, Checkpoints(bar, own.steps(base), measure))
+    return rows
+
+
+def run(base: eval_cnn.Settings, own: Scaling, gen: torch.Generator) -> list[report.Row]:
     rows = []
-    with report.bar(len(s.patterns()) * s.steps, "scaling") as bar:
-        for pattern in s.patterns():
-            each = dataclasses.replace(s, pattern=pattern.text)
-            x, y = data.pattern_validation_set(eval_cnn.VALIDATION_PAIRS, gen, pattern)
-            stack = eval_cnn.train(each, gen, [eval_cnn.model(each, "Naive", n) for n in s.counts()], bar)
-            scored = eval_cnn.shared_set(x, y)(stack)
-            rows += report.rows_of(stack, [(name(pattern), n) for n in s.counts()], scored)
+    with report.bar(len(own.patterns()) * own.steps(base)[-1], "scaling") as bar:
+        for pattern in own.patterns():
+            rows += run_pattern(base, own, pattern, gen, bar)
     return rows
 
 
 # ----------------------------------------------------------------------------- the law and n50
 
-def solved_by_count(rows: list[report.Row], model: str, solved_at: float) -> dict[int, np.ndarray]:
-    out: dict[int, list[bool]] = {}
-    for r in rows:
-        if r.model == model:
-            out.setdefault(r.sweep, []).append(r.score >= solved_at)
-    return {n: np.array(v) for n, v in sorted(out.items())}
+def arm(r: report.Row) -> tuple[str, int]:
+    return r.get("pattern"), r.get("steps")
+
+
+def grouped(rows: list[report.Row], measure: str | None = None) -> dict[tuple[str, int], dict[int, np.ndarray]]:
+    """{(pattern, steps): {n: the scores (or the measurement named) in round order}} (report.by_model)."""
+    if measure is not None:
+        rows = [dataclasses.replace(r, score=r.get(measure)) for r in rows]
+    return report.by_model(rows, series=arm)
 
 
 def n50(shares: dict[int, float]) -> float:
     """Filters needed for half of the rounds to be solved: the first crossing of 0.5, interpolated
     linearly in log2(n) between the counts measured; inf if no count reaches it; the smallest count if
     it is already there."""
-    counts = sorted(shares)
-    if shares[counts[0]] >= 0.5:
-        return float(counts[0])
-    for lo, hi in zip(counts, counts[1:]):
+    ns = sorted(shares)
+    if shares[ns[0]] >= 0.5:
+        return float(ns[0])
+    for lo, hi in zip(ns, ns[1:]):
         if shares[hi] >= 0.5:
             t = (0.5 - shares[lo]) / (shares[hi] - shares[lo])
             return float(2 ** (math.log2(lo) + t * (math.log2(hi) - math.log2(lo))))
@@ -131,94 +233,215 @@ def independent_n50(p: float) -> float:
     return math.inf if p <= 0 else math.log(0.5) / math.log(1 - p)
 
 
-def law(rows: list[report.Row], solved_at: float) -> dict[str, dict]:
-    """Per pattern: its one-filter rate with its Wilson interval, the measured and predicted n50, and the
-    measured and predicted solved share at each count."""
-    out = {}
-    for model in dict.fromkeys(r.model for r in rows):
-        solved = solved_by_count(rows, model, solved_at)
-        one = solved[min(solved)]
-        p, (p_lo, p_hi) = float(one.mean()), report.wilson_ci(int(one.sum()), len(one))
-        out[model] = {"length": len(model.split()[-1]), "p": (p, p_lo, p_hi), "solved": solved,
-                      "n50": n50_interval(solved),
-                      "n50_independent": (independent_n50(p), independent_n50(p_hi), independent_n50(p_lo))}
+def missed_by_start(rows: list[report.Row]) -> dict[int, int]:
+    """How many networks miss a positive at each start (from `missed_starts`), over the rows given."""
+    out: dict[int, int] = {}
+    for r in rows:
+        for start in filter(None, r.get("missed_starts").split(";")):
+            out[int(start)] = out.get(int(start), 0) + 1
+    return dict(sorted(out.items()))
+
+
+@dataclasses.dataclass(frozen=True)
+class Arm:
+    """What one (pattern, budget) says: each count's solved rounds, the one-filter rate p [95 % Wilson]
+    (None without one-filter networks), n50 measured and independent, detectors and distinct ones."""
+    pattern: str
+    steps: int
+    solved: dict[int, np.ndarray]
+    p: tuple[float, float, float] | None
+    n50: tuple[float, float, float]
+    n50_independent: tuple[float, float, float] | None
+    detectors: dict[int, np.ndarray]
+    distinct: dict[int, np.ndarray]
+    missed: dict[int, int]
+
+
+def law(rows: list[report.Row], solved_at: float) -> list[Arm]:
+    scores, detectors, distinct = grouped(rows), grouped(rows, "detectors"), grouped(rows, "distinct")
+    out = []
+    for (pattern, steps), by_n in scores.items():
+        solved = {n: v >= solved_at for n, v in by_n.items()}
+        p = None if 1 not in solved else (float(solved[1].mean()), *report.wilson_ci(int(solved[1].sum()), len(solved[1])))
+        out.append(Arm(pattern, steps, solved, p, n50_interval(solved),
+                       None if p is None else (independent_n50(p[0]), independent_n50(p[2]), independent_n50(p[1])),
+                       detectors[(pattern, steps)], distinct[(pattern, steps)],
+                       missed_by_start([r for r in rows if arm(r) == (pattern, steps)])))
     return out
+
+
+def family_of(pattern: str) -> str:
+    """The first family that makes this pattern at its length."""
+    return next((f for f, make in FAMILIES.items() if len(pattern) >= SHORTEST[f] and make(len(pattern)) == pattern), "")
 
 
 def fmt(n: float) -> str:
     return "not reached" if math.isinf(n) else f"{n:.1f}"
 
 
+def n50_table(arms_: list[Arm], steps: int) -> list[str]:
+    lines = [f"n50 at {steps} steps (measured [95 % bootstrap] vs independent tries [from p's Wilson interval]):",
+             "| family | pattern | p (1 filter) % | n50 measured | n50 independent |", "|---|---|---|---|---|"]
+    for a in arms_:
+        if a.steps == steps:
+            p = "-" if a.p is None else f"{100 * a.p[0]:.1f} [{100 * a.p[1]:.1f}, {100 * a.p[2]:.1f}]"
+            ind = "-" if a.n50_independent is None else "{} [{}, {}]".format(*map(fmt, a.n50_independent))
+            lines.append(f"| {family_of(a.pattern)} | `{a.pattern}` | {p} | "
+                         + "{} [{}, {}]".format(*map(fmt, a.n50)) + f" | {ind} |")
+    return lines
+
+
 def notes(rows: list[report.Row], solved_at: float) -> str:
-    lines = ["independent exploration, per pattern: one-filter rate p [95 % Wilson]; n50 measured [95 % bootstrap] "
-             "and predicted by 1 - (1 - p)^n [from p's interval]; solved share measured / predicted at each count:"]
-    for model, f in law(rows, solved_at).items():
-        p, p_lo, p_hi = f["p"]
-        (m, m_lo, m_hi), (q, q_lo, q_hi) = f["n50"], f["n50_independent"]
-        cells = ", ".join(f"{n}: {100 * v.mean():.0f}/{100 * independent(p, n):.0f}" for n, v in f["solved"].items())
-        lines.append(f"  {model}: p {100 * p:.1f} % [{100 * p_lo:.1f}, {100 * p_hi:.1f}]; n50 {fmt(m)} "
-                     f"[{fmt(m_lo)}, {fmt(m_hi)}] vs {fmt(q)} [{fmt(q_lo)}, {fmt(q_hi)}]; {cells}")
+    arms_ = law(rows, solved_at)
+    budgets = sorted({a.steps for a in arms_})
+    lines = ["per pattern and budget: solved % measured/independent at each n; detectors per network "
+             "(filters that solve alone) / distinct ones; networks missing a positive, by start (most first):"]
+    for a in arms_:
+        cells = ", ".join(f"{n}: {100 * v.mean():.1f}/" + ("-" if a.p is None else f"{100 * independent(a.p[0], n):.1f}")
+                          for n, v in a.solved.items())
+        det = ", ".join(f"{n}: {a.detectors[n].mean():.2f}/{a.distinct[n].mean():.2f}" for n in a.solved)
+        miss = ", ".join(f"{k}: {v}" for k, v in sorted(a.missed.items(), key=lambda kv: -kv[1])[:3]) or "none"
+        lines.append(f"  {a.pattern} at {a.steps}: {cells}; detectors {det}; missed at {miss}")
+    top = max(n for a in arms_ for n in a.solved)
+    lines.append(f"networks of {top} filters at {budgets[0]} steps missing a positive that starts at 0, 1, 2, 3:")
+    for a in (a for a in arms_ if a.steps == budgets[0]):
+        widest = [r for r in rows if arm(r) == (a.pattern, a.steps) and r.sweep == top]
+        missed = missed_by_start(widest)
+        lines.append(f"  {a.pattern}: " + ", ".join(str(missed.get(k, 0)) for k in range(4)) + f" of {len(widest)}")
+    for steps in (budgets[0], budgets[-1]) if len(budgets) > 1 else budgets:
+        lines += n50_table(arms_, steps)
+    if len(budgets) > 1:
+        last = {(a.pattern, a.steps): a for a in arms_}
+        lines.append(f"largest change of a solved share from {budgets[-2]} to {budgets[-1]} steps (points):")
+        for pattern in dict.fromkeys(a.pattern for a in arms_):
+            before, after = last[(pattern, budgets[-2])], last[(pattern, budgets[-1])]
+            change = max(abs(after.solved[n].mean() - before.solved[n].mean()) for n in after.solved)
+            lines.append(f"  {pattern}: {100 * change:.1f}")
     return "\n".join(lines)
 
 
+# ----------------------------------------------------------------------------- figure
+
+def panel_law(ax, pattern: str, arms_: list[Arm], solved_at: float) -> None:
+    """One pattern: the solved share against n at each budget (Wilson band) and independence (dashed)."""
+    mine = [a for a in arms_ if a.pattern == pattern]
+    for i, a in enumerate(mine):
+        ns = np.array(sorted(a.solved), dtype=float)
+        share = np.array([a.solved[n].mean() for n in sorted(a.solved)]) * 100
+        ci = np.array([report.wilson_ci(int(a.solved[n].sum()), len(a.solved[n])) for n in sorted(a.solved)]) * 100
+        ax.plot(ns, share, marker="o", color=f"C{i}", label=f"{a.steps} steps")
+        ax.fill_between(ns, ci[:, 0], ci[:, 1], color=f"C{i}", alpha=0.15)
+        if a.p is not None:
+            grid = np.geomspace(ns[0], ns[-1], 40)
+            ax.plot(grid, 100 * independent(a.p[0], grid), linestyle="--", color=f"C{i}")
+    ax.set_xscale("log", base=2)
+    ticks = sorted({n for a in mine for n in a.solved})
+    ax.set_xticks(ticks, [str(n) for n in ticks])
+    ax.minorticks_off()
+    ax.set(title=f"{pattern} ({family_of(pattern)})", xlabel="filters n", ylabel="solved (%)", ylim=(-2, 102))
+    ax.grid(alpha=0.3)
+
+
+def panel_n50(ax, arms_: list[Arm], family: str, top: int) -> None:
+    """n50 against pattern length at the first and last budgets, measured and independent."""
+    budgets = sorted({a.steps for a in arms_})
+    for j, steps in enumerate(dict.fromkeys((budgets[0], budgets[-1]))):
+        mine = [a for a in arms_ if a.steps == steps and family_of(a.pattern) == family]
+        xs = np.array([len(a.pattern) for a in mine], dtype=float) + (j - 0.5) * 0.1
+        for key, style, label in (("n50", dict(marker="o"), "measured"),
+                                  ("n50_independent", dict(marker="s", linestyle="--"), "independent")):
+            values = [getattr(a, key) for a in mine if getattr(a, key) is not None]
+            if len(values) != len(mine) or not mine:
+                continue
+            mid, lo, hi = (np.array([min(v[i], 2 * top) for v in values]) for i in range(3))
+            ax.errorbar(xs, mid, yerr=[np.maximum(mid - lo, 0), np.maximum(hi - mid, 0)], capsize=3, color=f"C{j}",
+                        label=f"{label}, {steps} steps", **style)
+    ax.axhline(top, color="0.5", linewidth=0.8)
+    ax.set(yscale="log", xlabel="pattern length", ylabel="n50 (filters)",
+           title=f"n50, {family} (line: largest n trained)")
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize=7)
+
+
+def panel_detectors(ax, arms_: list[Arm], family: str) -> None:
+    """Detectors per filter, and distinct detectors per detector, against n, at the last budget."""
+    last = max(a.steps for a in arms_)
+    for i, a in enumerate(a for a in arms_ if a.steps == last and family_of(a.pattern) == family):
+        ns = sorted(a.detectors)
+        share = [a.detectors[n].mean() / n for n in ns]
+        ci = [np.array(report.bootstrap_mean_ci(a.detectors[n] / n)) for n in ns]
+        ax.errorbar(ns, share, yerr=[[s - c[0] for s, c in zip(share, ci)], [c[1] - s for s, c in zip(share, ci)]],
+                    marker="o", capsize=2, color=f"C{i}", label=a.pattern)
+        spread = [a.distinct[n].sum() / max(a.detectors[n].sum(), 1) for n in ns]
+        ax.plot(ns, spread, linestyle=":", marker="x", color=f"C{i}")
+    ax.set_xscale("log", base=2)
+    ticks = sorted({n for a in arms_ for n in a.solved})
+    ax.set_xticks(ticks, [str(n) for n in ticks])
+    ax.minorticks_off()
+    ax.set(xlabel="filters n", ylabel="share", ylim=(-0.02, 1.02),
+           title=f"{family}, {last} steps: detectors/filter (o), distinct/detector (x)")
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize=7)
+
+
+def panel_missed(ax, arms_: list[Arm], rows: list[report.Row]) -> None:
+    """The widest networks at the first budget: how many miss a positive at each start, per pattern."""
+    first, top = min(a.steps for a in arms_), max(n for a in arms_ for n in a.solved)
+    for i, a in enumerate(a for a in arms_ if a.steps == first):
+        widest = [r for r in rows if arm(r) == (a.pattern, first) and r.sweep == top]
+        missed = missed_by_start(widest)
+        starts = np.arange(12)
+        ax.plot(starts, [100 * missed.get(int(k), 0) / len(widest) for k in starts], color=f"C{i % 10}", marker=".",
+                linestyle="--" if family_of(a.pattern) == "tail" else "-", label=a.pattern)
+    ax.set(xlabel="start of the positive's pattern", ylabel=f"networks of {top} filters missing one there (%)",
+           title=f"false negatives by start, {first} steps (dashed: tail)")
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize=6, ncol=2)
+
+
 def draw(summaries: list[report.Summary], rows: list[report.Row], solved_at: float):
-    """Left: solved share against n per pattern, measured (Wilson band) and the independence law from its
-    one-filter rate (dashed, with the band of that rate's interval). Right: n50 against pattern length."""
-    from matplotlib.figure import Figure as MplFigure
-    fitted = law(rows, solved_at)
-    fig = MplFigure(figsize=(12, 5))
-    left, right = fig.subplots(1, 2)
-    for i, (model, f) in enumerate(fitted.items()):
-        color = f"C{i}"
-        counts = np.array(sorted(f["solved"]), dtype=float)
-        share = np.array([f["solved"][n].mean() for n in sorted(f["solved"])]) * 100
-        ci = np.array([report.wilson_ci(int(v.sum()), len(v)) for v in f["solved"].values()]) * 100
-        left.plot(counts, share, marker="o", color=color, label=model.replace("pattern ", ""))
-        left.fill_between(counts, ci[:, 0], ci[:, 1], color=color, alpha=0.15)
-        grid = np.geomspace(counts[0], counts[-1], 50)
-        p, p_lo, p_hi = f["p"]
-        left.plot(grid, 100 * independent(p, grid), linestyle="--", color=color)
-        left.fill_between(grid, 100 * independent(p_lo, grid), 100 * independent(p_hi, grid), color=color, alpha=0.07)
-    left.set(xscale="log", xlabel="filters n", ylabel=f"solved (%): accuracy >= {solved_at:g}",
-             title="solved share; dashed: independent tries 1 - (1 - p)^n")
-    left.set_xscale("log", base=2)
-    ticks = sorted({n for f in fitted.values() for n in f["solved"]})
-    left.set_xticks(ticks, [str(n) for n in ticks])
-    left.minorticks_off()
-    left.grid(alpha=0.3)
-    left.legend(title="pattern", fontsize=8, loc="best")
-    top = max((max(f["solved"]) for f in fitted.values()), default=1)
-    for label, key, style in (("measured", "n50", dict(marker="o", color="C0")),
-                              ("independent tries", "n50_independent", dict(marker="s", color="C3", linestyle="--"))):
-        xs = np.array([f["length"] for f in fitted.values()], dtype=float)
-        mid, lo, hi = (np.array([min(f[key][j], 4 * top) for f in fitted.values()]) for j in range(3))
-        right.errorbar(xs, mid, yerr=[np.maximum(mid - lo, 0), np.maximum(hi - mid, 0)], capsize=3, label=label, **style)
-    right.axhline(top, color="0.5", linewidth=0.8)
-    right.text(right.get_xlim()[0], top, f"  largest n trained ({top})", va="bottom", fontsize=8, color="0.4")
-    right.set(yscale="log", xlabel="pattern length", ylabel="n50: filters for half of the rounds solved",
-              title="n50 (95 % bootstrap); above the line: never reached")
-    right.grid(alpha=0.3)
-    right.legend(fontsize=8)
-    fig.tight_layout()
-    return lambda tmp: fig.savefig(tmp, format="png", dpi=110)
+    arms_ = law(rows, solved_at)
+    patterns = list(dict.fromkeys(a.pattern for a in arms_))
+    families = list(dict.fromkeys(family_of(p) for p in patterns))
+    top = max(n for a in arms_ for n in a.solved)
+    cols = 4
+    extra = 2 * len(families) + 1
+    fig, axes = report.canvas(-(-(len(patterns) + extra) // cols), cols, (4.6 * cols, 3.9 * -(-(len(patterns) + extra) // cols)))
+    axes = axes.flatten()
+    for ax, pattern in zip(axes, patterns):
+        panel_law(ax, pattern, arms_, solved_at)
+    axes[0].legend(fontsize=7, title="dashed: 1 - (1 - p)^n", title_fontsize=7)
+    rest = iter(axes[len(patterns):])
+    for family in families:
+        panel_n50(next(rest), arms_, family, top)
+        panel_detectors(next(rest), arms_, family)
+    panel_missed(next(rest), arms_, rows)
+    for ax in rest:
+        ax.set_visible(False)
+    fig.text(0.5, 0.003, f"solved: validation accuracy >= {solved_at:g} on each round's own 1000 pairs; bands and bars: "
+             "95 % intervals (shares: Wilson; n50 and means: bootstrap over rounds)", ha="center", fontsize=8, color="0.4")
+    fig.tight_layout(rect=(0, 0.015, 1, 1))
+    return report.png(fig)
 
 
-def figure(s: Scaling) -> report.Figure:
-    return report.Figure(name="scaling_cnn", title=f"patterns: {s.family}", ylabel="validation accuracy (%)",
-                         solved_label="accuracy >= {solved_at:.1%}", views=(), percent=True,
-                         models=tuple(name(p) for p in s.patterns()), draw=draw)
+FIGURE = report.Figure(name=NAME, title="harder patterns", ylabel="validation accuracy (%)",
+                       solved_label="accuracy >= {solved_at:.1%}", views=(), percent=True, models=(MODEL,),
+                       columns=COLUMNS, table=False, draw=draw)
 
+
+# ----------------------------------------------------------------------------- command line
 
 def arguments() -> cli.Parser:
-    p = cli.parser(Path(__file__).name, __doc__)
-    cli.add_settings(p, PROTOCOL, FLAGS)
-    cli.add_run_flags(p)
-    return p
+    return cli.study_parser(Path(__file__).name, __doc__, {"cnn": BASE}, FLAGS, {"cnn": PROTOCOL})
 
 
 def jobs(args) -> list[cli.Job]:
-    s = cli.settings_of(args, PROTOCOL)
-    return [cli.Job((figure(s),), s, PROTOCOL, lambda gen: {"scaling_cnn": run(s, gen)}, notes={"scaling_cnn": notes})]
+    # the study's rules first, on the experiment's checked fields: they name the flags this script has
+    cli.overridden(PROTOCOL, args).check_with(cli.Checked.check(cli.overridden(BASE, args)))
+    (base, own), = cli.study_settings(args, {"cnn": BASE}, {"cnn": PROTOCOL}).values()
+    record = {"pattern": own.patterns(), "steps": own.steps(base), "filters": counts(base)}
+    return [cli.Job((FIGURE,), base, BASE, lambda gen: {NAME: run(base, own, gen)}, notes={NAME: notes}, study=own,
+                    study_protocol=PROTOCOL, record=record)]
 
 
 if __name__ == "__main__":

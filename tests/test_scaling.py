@@ -1,5 +1,7 @@
-"""Experiment 1 generalised to any pattern, the scaling study, and experiment 2's bounded training data."""
+"""Experiment 1 generalised to any pattern, the scaling study (patterns every filter can see, the law,
+n50, detectors, budgets as checkpoints, flags), and experiment 2's bounded training data."""
 import dataclasses
+import json
 import math
 
 import numpy as np
@@ -13,7 +15,7 @@ import eval_bool
 import eval_cnn
 import eval_scaling as S
 import report
-from models import hardcoded_cnn
+from models import NaiveCNN, _conv_per_round, _max_conv_per_round, hardcoded_cnn
 
 PATTERNS = ["1101", "1", "11", "101", "10001", "1111", "11000000", "0110", "1011011"]
 
@@ -77,13 +79,72 @@ def test_bad_patterns_exit_2_with_one_line(argv, message, tmp_path, capsys):
     assert message in err and err.count("\n") == 1 and not list(tmp_path.iterdir())
 
 
-# ----------------------------------------------------------------------------- the scaling study
+def test_per_round_max_pooling_without_autograd_is_the_max_of_the_correlation():
+    gen = torch.Generator().manual_seed(0)
+    x, w = torch.rand(3, 50, 40, generator=gen) - 0.5, torch.randn(3, 9, 5, generator=gen)
+    assert torch.allclose(_max_conv_per_round(x, w), _conv_per_round(x, w).amax(-1), atol=1e-5)
 
-def test_n50_interpolates_in_log_n_and_says_when_it_is_not_reached():
-    assert S.n50({1: 0.2, 2: 0.4, 4: 0.6}) == pytest.approx(2 ** 1.5)
+
+# ----------------------------------------------------------------------------- the scaling study: patterns
+
+def default_family() -> str:
+    return S.PROTOCOL.families()[0]
+
+
+@pytest.mark.parametrize("length", range(S.SHORTEST["inside"], 9))
+def test_the_default_family_sits_where_an_unpadded_filter_sees_every_start(length):
+    text = S.FAMILIES[default_family()](length)
+    pattern = data.Pattern(text, 64)
+    assert text[0] == text[-1] == "1" and len(text) == length
+    assert all(0 <= start and start + length <= 64 for start in range(pattern.last_start + 1))
+    x, _, start = data.stratified_test_set(3, torch.Generator().manual_seed(length), pattern)
+    with torch.no_grad():
+        logits = hardcoded_cnn(pattern)(x)[:, 0][None]
+    missed, false_pos = data.misses_by_start(logits, start, pattern.last_start + 1)
+    assert missed.sum() == 0 and false_pos.sum() == 0
+
+
+def test_the_families_as_documented():
+    assert [S.FAMILIES["inside"](k) for k in (3, 4, 5)] == ["101", "1001", "10001"]
+    assert [S.FAMILIES["three"](k) for k in (3, 4, 5, 6, 8)] == ["111", "1101", "10101", "101001", "10010001"]
+    assert [S.FAMILIES["tail"](k) for k in (2, 4)] == ["11", "1100"]
+    assert S.family_of("1001") == "inside" and S.family_of("1101") == "three" and S.family_of("1100") == "tail"
+
+
+def shifted_detector_stack(text: str, shift: int, rounds: int = 2) -> engine.Stack:
+    """Naive(1) whose filter holds the pattern's leading 11 at taps shift, shift + 1; bias between a window
+    holding both 1.0s (2) and one holding at most one (below 1.5)."""
+    kernel = torch.zeros(len(text))
+    kernel[shift:shift + 2] = 1.0
+    params = {"conv.weight": kernel.expand(rounds, 1, 1, len(text)).clone(),
+              "decision.weight": torch.ones(rounds, 1, 1), "decision.bias": torch.full((rounds, 1), -1.75)}
+    return engine.frozen_stack(NaiveCNN(1, kernel_size=len(text)), params)
+
+
+def test_false_negatives_by_start_on_a_network_that_misses_position_0():
+    s = dataclasses.replace(S.BASE, pattern="1100")
+    stack = shifted_detector_stack("1100", 1)
+    measured = eval_cnn.test_set(s, torch.Generator().manual_seed(0))(stack)
+    assert [dict(m)["missed_starts"] for m in measured] == ["0", "0"]
+    rows = report.rows_of(stack, [("Naive", 1)], (torch.zeros(2), torch.zeros(2, dtype=torch.bool)), measured=measured)
+    assert S.missed_by_start(rows) == {0: 2}
+    aligned = eval_cnn.test_set(s, torch.Generator().manual_seed(0))(shifted_detector_stack("1100", 0))
+    assert [dict(m)["missed_starts"] for m in aligned] == ["", ""]
+    inside = dataclasses.replace(S.BASE, pattern="1001")                 # a single end tap sees every start
+    one_tap = shifted_detector_stack("1001", 0)
+    one_tap.params["conv.weight"][:, 0, 0, 1] = 0.0
+    one_tap.params["decision.bias"][:] = -0.75
+    assert [dict(m)["missed_starts"] for m in eval_cnn.test_set(inside, torch.Generator())(one_tap)] == ["", ""]
+
+
+# ----------------------------------------------------------------------------- the law, n50, detectors
+
+def test_n50_by_hand():
+    assert S.n50({1: 0.2, 2: 0.4, 4: 0.6}) == pytest.approx(2 ** 1.5)       # halfway between 2 and 4 in log n
     assert S.n50({1: 0.6, 2: 0.9}) == 1.0
+    assert S.n50({1: 0.1, 2: 0.3, 4: 0.5}) == 4.0
     assert math.isinf(S.n50({1: 0.1, 2: 0.3, 4: 0.2}))
-    assert S.independent(0.25, 2) == pytest.approx(1 - 0.75 ** 2)
+    assert S.independent_n50(0.5) == 1.0 and math.isinf(S.independent_n50(0.0))
     assert S.independent(1 - 0.5 ** (1 / 3), S.independent_n50(1 - 0.5 ** (1 / 3))) == pytest.approx(0.5)
 
 
@@ -94,31 +155,125 @@ def test_n50_interval_covers_and_follows_the_data():
     assert lo <= mid <= hi and lo < S.independent_n50(0.2) < hi
 
 
-def test_scaling_quick_run_flags_and_files(tmp_path, capsys):
-    def run(*argv):
-        return cli.main(S.arguments(), S.jobs, [str(a) for a in argv])
-    assert run("--quick", "--rounds", 6, "--steps", 30, "--out", tmp_path) == 0
+def law_rows(p: float, rounds: int, counts, seed: int = 0, shrink: float = 1.0) -> list[report.Row]:
+    """Rows of networks solved as n independent tries of probability p would be (each try a filter);
+    `shrink` < 1 makes every filter after the first a try of probability p * shrink."""
+    rng = np.random.default_rng(seed)
+    rows = []
+    for n in counts:
+        for r in range(rounds):
+            tries = rng.random(n) < np.r_[p, np.full(n - 1, p * shrink)]
+            rows.append(report.Row("Naive", n, 5 * n + 1, r, float(tries.any()), False,
+                                   (("pattern", "101"), ("steps", 100), ("test_error", 0.0), ("missed_starts", ""),
+                                    ("detectors", int(tries.sum())), ("distinct", int(tries.any())))))
+    return rows
+
+
+def test_the_law_holds_for_independent_tries_and_fails_when_they_are_not():
+    arm, = S.law(law_rows(0.3, 2000, (1, 2, 4, 8)), 1.0)
+    assert arm.p[1] < 0.3 < arm.p[2]
+    for n, solved in arm.solved.items():
+        lo, hi = report.wilson_ci(int(solved.sum()), len(solved))
+        assert lo < S.independent(0.3, n) < hi
+    assert arm.n50[1] <= S.independent_n50(0.3) <= arm.n50[2]
+    assert arm.n50_independent[1] <= arm.n50[0] <= arm.n50_independent[2]
+    shares = [arm.detectors[n].mean() / n for n in (1, 2, 4, 8)]
+    assert max(shares) - min(shares) < 0.05, "independent tries: a constant share of detectors"
+    weak, = S.law(law_rows(0.3, 2000, (1, 2, 4, 8), shrink=0.2), 1.0)
+    solved8 = weak.solved[8]
+    assert report.wilson_ci(int(solved8.sum()), len(solved8))[1] < S.independent(weak.p[0], 8)
+    assert weak.n50[1] > weak.n50_independent[2]
+
+
+def test_distinct_detectors_by_hand():
+    w = torch.tensor([[[1.0, 0, 0, 1], [2.0, 0, 0, 2.1], [0, 0, 0, 1], [0, 0, 0, 3]]])
+    assert S.distinct_detectors(w, torch.tensor([[True, True, True, True]])).tolist() == [2]
+    assert S.distinct_detectors(w, torch.tensor([[False, True, True, False]])).tolist() == [2]
+    assert S.distinct_detectors(w, torch.tensor([[False, False, False, False]])).tolist() == [0]
+
+
+def test_a_budget_is_a_checkpoint_of_one_run_and_equals_a_run_of_that_many_steps():
+    s = dataclasses.replace(S.BASE, rounds=3, pattern="1001", steps=40)
+    snapshots = {}
+
+    def trained(steps, budgets):
+        gen = torch.Generator().manual_seed(5)
+        stack = engine.init_stack([eval_cnn.model(s, "Naive", n) for n in (1, 2)], 3, gen)
+        marks = S.Checkpoints(report.bar(steps, "test"), budgets,
+                              lambda step: snapshots.setdefault(step, {k: v.detach().clone() for k, v in stack.params.items()}))
+        eval_cnn.fit(dataclasses.replace(s, steps=steps), gen, stack, marks)
+        return stack
+    alone = trained(10, [])
+    trained(40, [10, 40])
+    assert sorted(snapshots) == [10, 40]
+    assert all(torch.equal(snapshots[10][k], alone.params[k]) for k in alone.params)
+
+
+# ----------------------------------------------------------------------------- flags
+
+def jobs_of(*argv):
+    return S.jobs(S.arguments().parse_args([str(a) for a in argv]))
+
+
+def test_quick_with_a_larger_minimum_keeps_the_minimum_and_asks_nothing_of_the_maximum():
+    job, = jobs_of("--quick", "--min-filters", 8)
+    assert S.counts(job.settings) == [8]
+    job, = jobs_of("--quick", "--seq-len", 5, "--min-length", 3, "--max-length", 4)
+    assert job.record["pattern"] == ["101", "1001", "111", "1101", "110", "1100"]
+
+
+def flags_of_this_script() -> set[str]:
+    return {o for a in S.arguments()._actions for o in a.option_strings}
+
+
+@pytest.mark.parametrize("argv, message", [
+    (["--quick", "--seq-len", "4", "--max-length", "4"], "--max-length (4) must be below --seq-len (4)"),
+    (["--seq-len", "1"], "--max-length (6) must be below --seq-len (1)"),
+    (["--quick", "--seq-len", "4", "--max-length", "3"], "--min-length (4) is above --max-length (3)"),
+    (["--family", "inside,ones"], "--family must list families among inside, three, tail, got 'ones'"),
+    (["--family", "three", "--min-length", "2"], "--min-length (2) is below 3, the shortest pattern of family three"),
+    (["--min-filters", "3", "--max-filters", "3"], "--min-filters (3) to --max-filters (3) holds no power of two"),
+    (["--budgets", "9"], "--budgets must be in [1, 8], got 9"),
+    (["--pattern", "1101"], "unrecognized arguments: --pattern 1101"),
+    (["--max-length", "5000"], "--max-length must be in [1, 4095], got 5000"),
+])
+def test_bad_flags_exit_2_with_one_line_naming_only_this_scripts_flags(argv, message, tmp_path, capsys):
+    assert cli.main(S.arguments(), S.jobs, [*argv, "--out", str(tmp_path)]) == 2
+    err = capsys.readouterr().err
+    assert message in err and err.count("\n") == 1 and not list(tmp_path.iterdir())
+    named = {w.strip("(),:'") for w in err.split() if w.startswith("--")}
+    assert named - {"--pattern"} <= flags_of_this_script() if "unrecognized" in err else named <= flags_of_this_script()
+
+
+# ----------------------------------------------------------------------------- one quick run
+
+@pytest.fixture(scope="module")
+def quick_run(tmp_path_factory):
+    out = tmp_path_factory.mktemp("scaling")
+    argv = ["--quick", "--rounds", "6", "--steps", "30", "--out", str(out)]
+    assert cli.main(S.arguments(), S.jobs, argv) == 0
+    return out
+
+
+def test_quick_run_writes_declared_columns_and_records_only_what_it_trains(quick_run):
+    rows = report.read_csv(quick_run / "scaling_cnn.csv", S.FIGURE.models, S.FIGURE.columns)
+    trained = ["1001", "10001", "1101", "10101", "1100", "11000"]
+    assert {r.model for r in rows} == {"Naive"} and {r.sweep for r in rows} == {1, 2}
+    assert sorted({r.get("pattern") for r in rows}) == sorted(trained) and {r.get("steps") for r in rows} == {30, 120}
+    assert {r.params for r in rows if r.sweep == 2 and r.get("pattern") == "10001"} == {2 * 5 + 3}
+    assert all(0 <= r.get("distinct") <= r.get("detectors") <= r.sweep for r in rows)
+    assert len(rows) == len(trained) * 2 * 2 * 6
+    settings = json.loads((quick_run / "scaling_cnn.json").read_text())["settings"]
+    assert settings["pattern"] == trained and settings["steps"] == [30, 120] and settings["filters"] == [1, 2]
+    assert settings["study"]["family"] == "inside,three,tail"
+    assert (quick_run / "scaling_cnn.png").stat().st_size > 10_000
+
+
+def test_quick_run_replots_from_its_csv(quick_run, capsys):
+    assert cli.main(S.arguments(), S.jobs, ["--quick", "--rounds", "6", "--steps", "30", "--plot-only",
+                                            "--out", str(quick_run)]) == 0
     printed = capsys.readouterr().out
-    assert "pattern 11: p" in printed and "pattern 110: p" in printed and "n50" in printed
-    rows = report.read_csv(tmp_path / "scaling_cnn.csv", ("pattern 11", "pattern 110"))
-    assert {(r.model, r.sweep) for r in rows} == {(m, n) for m in ("pattern 11", "pattern 110") for n in (1, 2, 4)}
-    assert {r.params for r in rows if r.sweep == 4 and r.model == "pattern 110"} == {4 * 3 + 5}
-    assert (tmp_path / "scaling_cnn.png").stat().st_size > 10_000
-    assert run("--plot-only", "--out", tmp_path) == 0
-    assert run("--family", "ones", "--quick", "--rounds", 2, "--steps", 5, "--out", tmp_path / "ones") == 0
-    assert {r.model for r in report.read_csv(tmp_path / "ones" / "scaling_cnn.csv", ("pattern 11", "pattern 111"))} == {
-        "pattern 11", "pattern 111"}
-    capsys.readouterr()
-    assert run("--max-length", "70", "--out", tmp_path / "bad") == 2
-    assert "--max-length must be in [1, 63]" in capsys.readouterr().err
-    assert run("--max-length", "9", "--seq-len", "9", "--out", tmp_path / "bad") == 2
-    assert "must be below --seq-len" in capsys.readouterr().err
-
-
-def test_the_scaling_stacks_train_group_by_group():
-    s = dataclasses.replace(S.PROTOCOL, rounds=2)
-    stack = engine.init_stack([eval_cnn.model(s, "Naive", n) for n in s.counts()], 2, torch.Generator())
-    assert s.counts() == [1, 2, 4, 8, 16, 32, 64] and engine.per_group(stack) and engine.padding_waste(stack) > 3
+    assert "n50 at 30 steps" in printed and "n50 at 120 steps" in printed and "| inside | `1001` |" in printed
 
 
 # ----------------------------------------------------------------------------- bounded training data
