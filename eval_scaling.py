@@ -151,9 +151,8 @@ def filter_level(stack: engine.Stack, sel: engine.Scorer, val: engine.Scorer, so
         w = stack.group_params(g)["conv.weight"].flatten(1, 2)                        # (R, F, K)
         for start in range(0, g.stop - g.start, 128):
             stop = min(start + 128, g.stop - g.start)
-            (x_sel,), y_sel = sel.data(g.start + start, g.start + stop)
-            (x_val,), y_val = val.data(g.start + start, g.start + stop)
-            _, alone = filters_alone(w[start:stop], x_sel, y_sel, x_val, y_val)
+            rows = (g.start + start, g.start + stop)
+            _, alone = filters_alone(w[start:stop], sel.data(*rows), val.data(*rows))
             detector = alone >= solved_at
             out += [(("detectors", int(d)), ("distinct", int(u)))
                     for d, u in zip(detector.sum(1).tolist(), distinct_detectors(w[start:stop], detector).tolist())]
