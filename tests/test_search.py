@@ -197,7 +197,7 @@ def test_gradient_noise_follows_its_schedule_through_momentum():
 def twin_rounds():
     """Two rounds with the same weights, to be trained on the same data."""
     one = engine.init_stack([NaiveBoolNet(2)], 1, torch.Generator().manual_seed(6)).params
-    return engine.stack_with(NaiveBoolNet(2), {k: v.expand(2, *v.shape[1:]) for k, v in one.items()})
+    return engine.trainable_stack(NaiveBoolNet(2), {k: v.expand(2, *v.shape[1:]) for k, v in one.items()})
 
 
 def test_noise_is_independent_per_round_reproducible_and_spares_the_padding():
@@ -289,7 +289,7 @@ def test_memetic_pso_that_does_not_move_is_sgd():
     gen = torch.Generator().manual_seed(14)
     x0 = S.population(template, rounds, particles, gen)
     batches = bool_batches(rounds * particles, 12)
-    sgd = train(engine.stack_with(template, S.unflatten(x0.flatten(0, 1), S.shapes_of(template))),
+    sgd = train(engine.trainable_stack(template, S.unflatten(x0.flatten(0, 1), S.shapes_of(template))),
                 engine.make_optimizer("sgd", 0.1, 0.5), batches)
     feed = iter(batches)
 
