@@ -239,6 +239,17 @@ def test_kicks_are_uniform_in_the_ball_at_most_once_every_wait_steps():
         assert abs(law.mean().item() - 0.5) < 0.04 and abs((law < 0.25).float().mean().item() - 0.25) < 0.05
 
 
+def test_per_round_threshold_and_radius():
+    """Radius 0 for half the rounds: those are never moved; the others are kicked (lr 0, threshold infinite)."""
+    stack = engine.init_stack([NaiveBoolNet(2)], 8, torch.Generator().manual_seed(12))
+    before = S.flatten(stack.params).clone()
+    radius = torch.tensor([0.0, 0.5] * 4)
+    train(stack, S.perturbed_sgd(0.0, 0.0, torch.full((8,), math.inf), radius, 5, torch.Generator().manual_seed(13)),
+          bool_batches(8, 2))
+    moved = (S.flatten(stack.params) != before).any(1)
+    assert torch.equal(moved, radius > 0)
+
+
 def test_only_rounds_whose_gradient_is_below_the_threshold_are_kicked():
     stack = engine.init_stack([NaiveBoolNet(3)], 20, torch.Generator().manual_seed(10))
     (x, y), = bool_batches(20, 1)
@@ -314,6 +325,10 @@ def test_cost_counts():
     for w in (1, 2, 22):
         net = NaiveBoolNet(w)
         assert S.bool_forward_macs(w) == net.hidden.weight.numel() + net.output.weight.numel() == 3 * w
+    for n in (1, 3, 7):
+        assert S.forward_macs(NaiveCNN(n).eval(), torch.zeros(5, 1, 64)) == S.cnn_forward_macs(n)
+    for w in (1, 2, 22):
+        assert S.forward_macs(NaiveBoolNet(w), torch.zeros(5, 2)) == S.bool_forward_macs(w)
     assert S.gradient_step_macs(245, 16) == 3 * S.evaluation_macs(245, 16) == 3 * 245 * 16
     assert S.generation_macs(9, 16, candidates=10, sgd_steps=2) == 10 * (2 * 3 + 1) * 9 * 16
 
