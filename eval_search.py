@@ -52,16 +52,18 @@ PSO, ES, MEMETIC_PSO, MEMETIC_ES, HYPER = "PSO", "sep-CMA-ES", "memetic PSO", "m
 ARMS = (WIDE, RESTARTS, LONGER, NOISY, PERTURBED, PSO, ES, MEMETIC_PSO, MEMETIC_ES, HYPER)
 
 # The explorers' own grids (every point of a grid is tried at every budget it fits).
-PARTICLES = (4, 8, 16)                     # PSO: particles per round
+PARTICLES = (4, 8, 16, 32)                   # PSO: particles per round
 BATCHES = (1, 4)                           # PSO and ES: fitness batch, in protocol training batches
-SIGMAS = (0.1, 0.3, 1.0)                   # sep-CMA-ES: initial step size (weights start within +-1 / sqrt(fan_in))
+SIGMAS = (0.3, 1.0, 3.0)                   # sep-CMA-ES: initial step size (weights start within +-1 / sqrt(fan_in))
 SGD_STEPS = (1, 4, 16)                     # memetic: SGD steps of every candidate per generation
-NOISE = (0.01, 0.03, 0.1, 0.3, 1.0)        # noisy SGD: sigma0 of the gradient noise
+NOISE = (0.03, 0.1, 0.3, 1.0)              # noisy SGD: sigma0 of the gradient noise
 GAMMA = 0.55                               # its decay, sigma0 / (1 + t)^gamma (Welling & Teh's step-size exponent)
-RADII = (0.1, 0.3, 1.0)                    # perturbed SGD: radius of a kick ...
+RADII = (0.3, 1.0)                         # perturbed SGD: radius of a kick ...
 THRESHOLDS = (0.01, 0.1)                   # ... given when the gradient norm is below this ...
 WAIT = 10                                  # ... and the last kick is more than this many steps old
 BLOCK_BYTES = 32 * 2 ** 20                 # fresh training examples drawn at once
+BUDGETS = (1, 2, 4)                        # budgets tried below the largest (the widest network's)
+NEAR = 2                                   # trained b > 1 times longer: learning rates within 2 grid points of b = 1's
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -117,12 +119,12 @@ class Run:
         return self.s.steps * self.step_macs(self.small)
 
     def budgets(self) -> list[int]:
-        """Powers of two of the unit up to the widest network of the sweep, and that one."""
+        """1, 2 and 4 units and the widest network of the sweep's (those below it)."""
         top = max(self.s.sizes()) // self.script.SMALL
         if top < 1:
             raise cli.UsageError(f"the widest network of the sweep must be at least the small one "
                                  f"({self.script.SMALL} {self.script.SIZE}): it sets the largest budget")
-        return sorted({2 ** i for i in range(top.bit_length())} | {top})
+        return sorted({b for b in BUDGETS if b < top} | {top})
 
     def at(self, steps_factor: int = 1, rounds: int | None = None) -> cli.Settings:
         return dataclasses.replace(self.s, steps=steps_factor * self.s.steps, rounds=rounds or self.s.rounds)
@@ -171,10 +173,10 @@ def choose(values: list[np.ndarray], solved_at: float) -> int:
     return max(range(len(values)), key=rank)
 
 
-def tuned_outcome(run: Run, outcomes: list[Outcome]) -> Outcome:
+def tuned_outcome(run: Run, outcomes: list[Outcome]) -> tuple[Outcome, int]:
     """Of a grid's outcomes (each with tuning rounds first, then the reported rounds), the one chosen on its
     tuning rounds' final networks (each picked on one fresh selection set, scored on another), cut to its
-    reported rounds, with every grid point's criterion."""
+    reported rounds, with every grid point's criterion; and its index."""
     tune = run.study.tuning_rounds
     values, table = [], []
     for o in outcomes:
@@ -183,29 +185,38 @@ def tuned_outcome(run: Run, outcomes: list[Outcome]) -> Outcome:
         final = chosen(o.template, o.candidates[:tune], pick)
         values.append(scored(o.template, final, judge)[0].cpu().numpy())
         table.append({**o.setting, CRITERION: tuning.criterion_value(values[-1], CRITERION, run.s.solved_at)})
-    best = outcomes[choose(values, run.s.solved_at)]
-    return dataclasses.replace(best, candidates=best.candidates[tune:], grid=table)
+    i = choose(values, run.s.solved_at)
+    best = outcomes[i]
+    edges = [k for k in table[i] if k not in (CRITERION, "generations") and isinstance(table[i][k], (int, float))
+             and len({g[k] for g in table}) > 1 and table[i][k] in (min(g[k] for g in table), max(g[k] for g in table))]
+    setting = {**best.setting, CRITERION: table[i][CRITERION], "grid_edge": edges}
+    return dataclasses.replace(best, candidates=best.candidates[tune:], grid=table, setting=setting), i
 
 
 # ----------------------------------------------------------------------------- gradient arms (tuning.py)
 
 def gradient_choices(run: Run) -> dict[tuple[str, int], tuning.Choice]:
     """Learning rate and momentum of every gradient arm at every budget, by tuning.py: wide networks at the
-    protocol's steps, a small network and the HyperNetwork at b times the protocol's steps."""
+    protocol's steps on the whole grid; a small network and the HyperNetwork at the protocol's steps on the whole
+    grid, and trained b times longer on the learning rates within NEAR grid points of their choice there."""
     budgets, naive = run.budgets(), lambda n: run.script.model(run.s, "Naive", n)
     hyper = run.script.model(run.s, "HyperNetwork", run.script.SMALL)
-    families = [[tuning.Arm(WIDE, b, run.s, naive(b * run.script.SMALL)) for b in budgets]
-                + [tuning.Arm(LONGER, b, run.at(b), run.small) for b in budgets],
-                [tuning.Arm(HYPER, b, run.at(b), hyper) for b in budgets]]
-    choices = {}
-    for arms in families:
-        choices.update(tuning.tune(run.script, arms, run.study.tuning_rounds, run.study.selection, CRITERION,
-                                   run.gen, run.bar)[0])
+    tune = lambda arms, lrs=tuning.LR_GRID: tuning.tune(run.script, arms, run.study.tuning_rounds, run.study.selection,
+                                                       CRITERION, run.gen, run.bar, lrs)[0]
+    choices = tune([tuning.Arm(WIDE, b, run.s, naive(b * run.script.SMALL)) for b in budgets]
+                   + [tuning.Arm(LONGER, 1, run.s, run.small)])
+    choices.update(tune([tuning.Arm(HYPER, 1, run.s, hyper)]))
+    for model, template in ((LONGER, run.small), (HYPER, hyper)):
+        at = tuning.LR_GRID.index(choices[model, 1].lr)
+        near = tuning.LR_GRID[max(0, at - NEAR):at + NEAR + 1]
+        choices.update(tune([tuning.Arm(model, b, run.at(b), template) for b in budgets if b > 1], near))
     return choices
 
 
-def setting_of(choice: tuning.Choice) -> dict:
-    return {"lr": choice.lr, "momentum": choice.momentum, "tuned": choice.value, "lr_at_grid_edge": choice.edge}
+def setting_of(choice: tuning.Choice, tuned_here: bool = True) -> dict:
+    """The learning rate and momentum chosen; where they were chosen for this arm, the criterion there."""
+    own = {CRITERION: choice.value, "lr_at_grid_edge": choice.edge} if tuned_here else {}
+    return {"lr": choice.lr, "momentum": choice.momentum, **own}
 
 
 def wide_and_restarts(run: Run, choices: dict) -> list[Outcome]:
@@ -224,7 +235,7 @@ def wide_and_restarts(run: Run, choices: dict) -> list[Outcome]:
     every = positions(restarts, restarts.groups)
     for b in budgets:
         out.append(Outcome(RESTARTS, b, small, every[:, :b], b * run.unit(), b * run.s.steps * script.BATCH,
-                           {**setting_of(one), "k": b}))
+                           {**setting_of(one, False), "k": b}))
     return out
 
 
@@ -251,9 +262,9 @@ def noisy(run: Run, choices: dict, model: str, grid: list[dict], factory: Callab
         optimizer = factory(c.lr, c.momentum, each, run.gen, S.trained_masks(stack))
         run.script.fit(run.at(b, rounds), run.gen, stack, run.bar, optimizer=optimizer)
         grid_outcomes = [Outcome(model, b, run.small, positions(stack, [g]), b * run.unit(),
-                                 b * run.s.steps * run.script.BATCH, {**setting_of(c), **point})
+                                 b * run.s.steps * run.script.BATCH, {**setting_of(c, False), **point})
                          for g, point in zip(stack.groups, grid)]
-        out.append(tuned_outcome(run, grid_outcomes))
+        out.append(tuned_outcome(run, grid_outcomes)[0])
     return out
 
 
@@ -359,22 +370,23 @@ def population(run: Run, model: str, grid: Callable[[int], list[Explorer]]) -> t
         tried = [(p, explore(run, model, b, p, rounds)) for p in grid(b)]
         tried = [(p, o) for p, o in tried if o is not None]
         if tried:
-            best = tuned_outcome(run, [o for _, o in tried])
+            best, i = tuned_outcome(run, [o for _, o in tried])
             out.append(best)
-            picked[b] = next(p for p, o in tried if o.setting == best.setting)
+            picked[b] = tried[i][0]
     return out, picked
 
 
 def populations(run: Run, choices: dict) -> list[Outcome]:
-    """PSO and sep-CMA-ES on their grids, then their memetic hybrids on SGD steps per generation, at the plain
-    explorer's chosen point and the small network's tuned learning rate and momentum."""
+    """PSO and sep-CMA-ES on their grids, then their memetic hybrids on SGD steps per generation and batch, at
+    the plain explorer's chosen particles / step size and the small network's tuned learning rate and momentum."""
     one = choices[WIDE, 1]
     swarms, best_swarm = population(run, PSO, lambda b: [Explorer("pso", batch, particles=k)
                                                          for k in PARTICLES for batch in BATCHES])
     strategies, best_es = population(run, ES, lambda b: [Explorer("es", batch, sigma=sigma)
                                                          for sigma in SIGMAS for batch in BATCHES])
-    memetic = lambda picked: (lambda b: [dataclasses.replace(picked[b], sgd_steps=n, lr=one.lr, momentum=one.momentum)
-                                         for n in SGD_STEPS] if b in picked else [])
+    memetic = lambda picked: (lambda b: [dataclasses.replace(picked[b], sgd_steps=n, batch=batch, lr=one.lr,
+                                                             momentum=one.momentum)
+                                         for n in SGD_STEPS for batch in BATCHES] if b in picked else [])
     hybrids_pso, _ = population(run, MEMETIC_PSO, memetic(best_swarm))
     hybrids_es, _ = population(run, MEMETIC_ES, memetic(best_es))
     return swarms + strategies + hybrids_pso + hybrids_es
