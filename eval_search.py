@@ -444,11 +444,15 @@ def figure(name: str, unit: int) -> report.Figure:
                                title=f"{script.FIGURE.title}: explorers at equal compute")
 
 
-def notes(name: str) -> cli.Notes:
-    """Per budget, every arm's solved share (Wilson) and its difference from the wide network (bootstrap)."""
+def notes(name: str, unit: int, choosing: int) -> cli.Notes:
+    """Per budget, every arm's solved share (Wilson) and its difference from the wide network (bootstrap); and
+    what choosing among a round's candidates on the selection set costs (`choosing` multiply-adds a candidate),
+    which the budget does not charge."""
     def text(rows: list[report.Row], solved_at: float) -> str:
         scores = report.by_model(rows)
-        lines = ["solved share, 95 % Wilson interval; a - wide SGD at the same budget, 95 % bootstrap:"]
+        candidates = {(r.model, r.sweep): r.get("candidates") for r in rows}
+        lines = ["solved share, 95 % Wilson interval; a - wide SGD at the same budget, 95 % bootstrap; [the choice "
+                 "among c candidates on the selection set, not charged, in budget units]:"]
         for b in sorted({r.sweep for r in rows}):
             for arm in ARMS:
                 if b not in scores.get(arm, {}):
@@ -459,6 +463,8 @@ def notes(name: str) -> cli.Notes:
                 line = f"  b={b:<3} {arm:<14} solved {solved / len(a):.3f} [{lo:.3f}, {hi:.3f}] mean {a.mean():.4f}"
                 if arm != WIDE and b in scores.get(WIDE, {}):
                     line += "; - wide: " + report.compare(a, scores[WIDE][b], False, solved_at)
+                if candidates[arm, b] > 1:
+                    line += f" [c={candidates[arm, b]}: {candidates[arm, b] * choosing / unit:.2f}]"
                 lines.append(line)
         return "\n".join(lines)
     return text
@@ -469,8 +475,9 @@ def job(name: str, s: cli.Settings, study: Search) -> cli.Job:
     probe = Run(SCRIPTS[name], s, study, torch.Generator())
     probe.budgets()                       # refused here, before anything trains, if the sweep cannot set them
     unit = probe.unit()
+    choosing = study.selection * probe.per_unit * probe.forward_macs(probe.small)
     return cli.Job((figure(name, unit),), s, PROTOCOLS[name], lambda gen: run_experiment(name, s, study, gen, record),
-                   notes={f"search_{name}": notes(name)}, study=study, study_protocol=OWN[name], record=record)
+                   notes={f"search_{name}": notes(name, unit, choosing)}, study=study, study_protocol=OWN[name], record=record)
 
 
 def arguments() -> cli.Parser:
