@@ -438,10 +438,11 @@ def explore_all(run: Run) -> list[Outcome]:
 
 def figure(name: str, unit: int) -> report.Figure:
     script = SCRIPTS[name]
-    view = report.View(f"budget per round (1 = {unit:,} multiply-adds: the protocol's training of one small network)",
+    view = report.View(f"budget, x {unit:,} multiply-adds per round (1: one small net, protocol steps)",
                        lambda s: s.sweep, log_x=2)
     return dataclasses.replace(script.FIGURE, name=f"search_{name}", views=(view,), models=ARMS, columns=COLUMNS,
-                               title=f"{script.FIGURE.title}: explorers at equal compute")
+                               title=f"{script.FIGURE.title}: explorers at equal compute",
+                               styles=((HYPER, dict(color="black", marker="^", linestyle="none")),))
 
 
 def notes(name: str, unit: int, choosing: int) -> cli.Notes:
