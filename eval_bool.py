@@ -27,7 +27,7 @@ SMALL = 2                                   # the smallest network that solves t
 SIZE = "width"                              # what the sweep value counts
 SELECTION_UNIT = "points per round"         # what a selection-set size counts
 
-BATCH = 16
+BATCH = 16                                  # examples (points) per training step
 HARDCODED_EVAL_POINTS = 2_000_000      # its F1 is a reference line: measure it to about +-0.0002
 HYPER_WIDTH = 2
 DATA_BLOCK_BYTES = 128 * 2 ** 20       # the inputs of every step of a block of rounds, drawn at once
@@ -137,9 +137,11 @@ def train(s: Settings, gen: torch.Generator, templates: list[torch.nn.Module], b
 
 
 def fit(s: Settings, gen: torch.Generator, stack: engine.Stack, bar,
-        lr: list[float] | None = None, momentum: list[float] | None = None) -> engine.Stack:
-    """Train a given stack in place, as `train` does (`lr`, `momentum`: one value per group of the stack)."""
-    optimizer = engine.make_optimizer(s.optimizer, stack.per_round(lr or s.lr), stack.per_round(momentum or s.momentum))
+        lr: list[float] | None = None, momentum: list[float] | None = None, optimizer=None) -> engine.Stack:
+    """Train a given stack in place, as `train` does (`lr`, `momentum`: one value per group of the stack;
+    `optimizer`: a factory as `engine.make_optimizer` gives, instead of the settings' optimizer)."""
+    optimizer = optimizer or engine.make_optimizer(s.optimizer, stack.per_round(lr or s.lr),
+                                                   stack.per_round(momentum or s.momentum))
     size = block_rounds(s.steps)
     blocks = range(0, stack.rounds, size)
     for start in blocks:                        # the data of one block of rounds at a time: bounded memory

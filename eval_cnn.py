@@ -28,6 +28,7 @@ METRIC = engine.accuracy
 SMALL = 1                                   # the smallest network that solves the task: one filter
 SIZE = "filters"                            # what the sweep value counts
 SELECTION_UNIT = "pairs of sequences"       # what a selection-set size counts
+BATCH = 2                                   # examples (sequences) per training step: one pair
 
 FIGURE = report.Figure(
     name="cnn_experiment", title="[1, 1, 0, 1] in sequence", ylabel="validation accuracy (%)",
@@ -90,15 +91,17 @@ def train(s: Settings, gen: torch.Generator, templates: list[torch.nn.Module], b
 
 
 def fit(s: Settings, gen: torch.Generator, stack: engine.Stack, bar,
-        lr: list[float] | None = None, momentum: list[float] | None = None) -> engine.Stack:
-    """Train a given stack in place, as `train` does (`lr`, `momentum`: one value per group of the stack)."""
+        lr: list[float] | None = None, momentum: list[float] | None = None, optimizer=None) -> engine.Stack:
+    """Train a given stack in place, as `train` does (`lr`, `momentum`: one value per group of the stack;
+    `optimizer`: a factory as `engine.make_optimizer` gives, instead of the settings' optimizer)."""
     task = s.task()
 
     def batch(step: int):
         x, y = data.pattern_pairs((stack.rounds,), gen, task)
         z = data.latents((stack.rounds,), gen)          # drawn for every stack: one random stream for all
         return training_inputs(stack.groups[0].template, x, z), y
-    optimizer = engine.make_optimizer(s.optimizer, stack.per_round(lr or s.lr), stack.per_round(momentum or s.momentum))
+    optimizer = optimizer or engine.make_optimizer(s.optimizer, stack.per_round(lr or s.lr),
+                                                   stack.per_round(momentum or s.momentum))
     engine.train(stack, batch, s.steps, optimizer, on_step=bar.update)
     return stack
 

@@ -290,8 +290,8 @@ class PerturbedSGD(engine.Optimizer):
     runs its steps. Kicks are drawn from `gen`, independently per round.
     """
 
-    def __init__(self, params: list[Tensor], lr: float | Tensor, momentum: float | Tensor, threshold: float,
-                 radius: float, wait: int, gen: torch.Generator, masks: list[Tensor] | None = None) -> None:
+    def __init__(self, params: list[Tensor], lr: float | Tensor, momentum: float | Tensor, threshold: float | Tensor,
+                 radius: float | Tensor, wait: int, gen: torch.Generator, masks: list[Tensor] | None = None) -> None:
         super().__init__(params, "sgd", lr, momentum)
         self.threshold, self.radius, self.wait, self.gen = threshold, radius, wait, gen
         self.masks = masks or [torch.ones_like(p) for p in params]
@@ -320,12 +320,12 @@ class PerturbedSGD(engine.Optimizer):
             p.add_(n * self._each(scale, p))
 
 
-def perturbed_sgd(lr: float | Tensor, momentum: float | Tensor, threshold: float, radius: float, wait: int,
-                  gen: torch.Generator, masks: list[Tensor] | None = None) -> Callable[..., PerturbedSGD]:
-    """A factory `(params, rows=slice(None)) -> PerturbedSGD`, as `engine.make_optimizer` gives; lr and momentum
-    may hold one value per round, `masks` (`trained_masks` of the whole stack) are cut to `rows` too."""
+def perturbed_sgd(lr: float | Tensor, momentum: float | Tensor, threshold: float | Tensor, radius: float | Tensor,
+                  wait: int, gen: torch.Generator, masks: list[Tensor] | None = None) -> Callable[..., PerturbedSGD]:
+    """A factory `(params, rows=slice(None)) -> PerturbedSGD`, as `engine.make_optimizer` gives; lr, momentum,
+    threshold and radius may hold one value per round, `masks` (`trained_masks` of the whole stack) are cut to `rows` too."""
     return lambda params, rows=slice(None): PerturbedSGD(
-        params, _rows(lr, rows), _rows(momentum, rows), threshold, radius, wait, gen,
+        params, _rows(lr, rows), _rows(momentum, rows), _rows(threshold, rows), _rows(radius, rows), wait, gen,
         None if masks is None else [m[rows] for m in masks])
 
 
@@ -339,6 +339,27 @@ def cnn_forward_macs(n_filters: int, seq_len: int = PROTOCOL_PATTERN.seq_len, ke
     """Multiply-adds of one NaiveCNN(n) forward pass on one sequence: the convolution n * K * (L - K + 1), the
     decision n (the max over positions and the bias are not multiply-adds)."""
     return n_filters * kernel * (seq_len - kernel + 1) + n_filters
+
+
+def forward_macs(template: nn.Module, x: Tensor) -> int:
+    """Multiply-adds of one forward pass of the template on one example, counted at its Linear and Conv layers
+    (a weight entry times each output position it makes); x: a batch of examples as `template` takes it, its
+    first dim the batch. Biases, activations and pooling are not multiply-adds."""
+    total = 0
+
+    def count(module: nn.Module, inputs, output: Tensor) -> None:
+        nonlocal total
+        positions = output[0, 0].numel() if isinstance(module, nn.modules.conv._ConvNd) else 1
+        total += module.weight.numel() * positions * len(output)
+    layers = [m for m in template.modules() if isinstance(m, (nn.Linear, nn.modules.conv._ConvNd))]
+    hooks = [m.register_forward_hook(count) for m in layers]
+    try:
+        with torch.no_grad():
+            template(x)
+    finally:
+        for h in hooks:
+            h.remove()
+    return total // len(x)
 
 
 def bool_forward_macs(width: int) -> int:

@@ -197,7 +197,7 @@ def test_gradient_noise_follows_its_schedule_through_momentum():
 def twin_rounds():
     """Two rounds with the same weights, to be trained on the same data."""
     one = engine.init_stack([NaiveBoolNet(2)], 1, torch.Generator().manual_seed(6)).params
-    return engine.stack_with(NaiveBoolNet(2), {k: v.expand(2, *v.shape[1:]) for k, v in one.items()})
+    return engine.trainable_stack(NaiveBoolNet(2), {k: v.expand(2, *v.shape[1:]) for k, v in one.items()})
 
 
 def test_noise_is_independent_per_round_reproducible_and_spares_the_padding():
@@ -237,6 +237,17 @@ def test_kicks_are_uniform_in_the_ball_at_most_once_every_wait_steps():
     for group, dims in zip(stack.groups, (5, 13)):
         law = (moves[[0, 3, 6], group.start:group.stop] / radius) ** dims
         assert abs(law.mean().item() - 0.5) < 0.04 and abs((law < 0.25).float().mean().item() - 0.25) < 0.05
+
+
+def test_per_round_threshold_and_radius():
+    """Radius 0 for half the rounds: those are never moved; the others are kicked (lr 0, threshold infinite)."""
+    stack = engine.init_stack([NaiveBoolNet(2)], 8, torch.Generator().manual_seed(12))
+    before = S.flatten(stack.params).clone()
+    radius = torch.tensor([0.0, 0.5] * 4)
+    train(stack, S.perturbed_sgd(0.0, 0.0, torch.full((8,), math.inf), radius, 5, torch.Generator().manual_seed(13)),
+          bool_batches(8, 2))
+    moved = (S.flatten(stack.params) != before).any(1)
+    assert torch.equal(moved, radius > 0)
 
 
 def test_only_rounds_whose_gradient_is_below_the_threshold_are_kicked():
@@ -289,7 +300,7 @@ def test_memetic_pso_that_does_not_move_is_sgd():
     gen = torch.Generator().manual_seed(14)
     x0 = S.population(template, rounds, particles, gen)
     batches = bool_batches(rounds * particles, 12)
-    sgd = train(engine.stack_with(template, S.unflatten(x0.flatten(0, 1), S.shapes_of(template))),
+    sgd = train(engine.trainable_stack(template, S.unflatten(x0.flatten(0, 1), S.shapes_of(template))),
                 engine.make_optimizer("sgd", 0.1, 0.5), batches)
     feed = iter(batches)
 
@@ -314,6 +325,10 @@ def test_cost_counts():
     for w in (1, 2, 22):
         net = NaiveBoolNet(w)
         assert S.bool_forward_macs(w) == net.hidden.weight.numel() + net.output.weight.numel() == 3 * w
+    for n in (1, 3, 7):
+        assert S.forward_macs(NaiveCNN(n).eval(), torch.zeros(5, 1, 64)) == S.cnn_forward_macs(n)
+    for w in (1, 2, 22):
+        assert S.forward_macs(NaiveBoolNet(w), torch.zeros(5, 2)) == S.bool_forward_macs(w)
     assert S.gradient_step_macs(245, 16) == 3 * S.evaluation_macs(245, 16) == 3 * 245 * 16
     assert S.generation_macs(9, 16, candidates=10, sgd_steps=2) == 10 * (2 * 3 + 1) * 9 * 16
 
