@@ -219,9 +219,14 @@ class Job:
     expected: Callable[[Settings], dict[tuple[str, int], tuple[int, int]]] | None = None
                                                     # (model, sweep) -> (params, rounds) its CSV must hold
 
-    def recorded(self) -> dict:
+    def configured(self) -> dict:
+        """What the flags set: the experiment's settings and the study's own."""
         own = {} if self.study is None else {"study": dataclasses.asdict(self.study)}
-        return {**dataclasses.asdict(self.settings), **own, **self.record}
+        return {**dataclasses.asdict(self.settings), **own}
+
+    def recorded(self) -> dict:
+        """What the JSON says was run: the settings and what the run added (chosen rates, ...)."""
+        return {**self.configured(), **self.record}
 
     def at_defaults(self) -> bool:
         return self.settings == self.protocol and self.study == self.study_protocol
@@ -275,7 +280,7 @@ def folder(prog: str, jobs: list[Job], args: argparse.Namespace) -> Path:
         return args.out
     if not args.quick and args.seed == 0 and all(job.at_defaults() for job in jobs):
         return COMMITTED
-    what = json.dumps([[job.figures[0].name, job.recorded()] for job in jobs] + [args.seed, args.quick], sort_keys=True)
+    what = json.dumps([[job.figures[0].name, job.configured()] for job in jobs] + [args.seed, args.quick], sort_keys=True)
     return RUNS / f"{Path(prog).stem}-{hashlib.sha256(what.encode()).hexdigest()[:12]}"
 
 
@@ -384,8 +389,9 @@ def read_record(path: Path, prog: str, figure: str, csv_path: Path, job: Job) ->
         raise report.DataError(f"{path}: not the record of a {prog} run of {figure}")
     if record.get("csv_sha256") != report.digest(csv_path.read_bytes().decode("utf-8", "replace")):
         raise report.DataError(f"{csv_path}: does not match the record of its run ({path.name}): edited since?")
-    unscored = lambda d: {k: v for k, v in d.items() if k != "solved_at"} if isinstance(d, dict) else d
-    if unscored(record.get("settings")) != unscored(json.loads(report.json_text(job.recorded()))):
+    configured = json.loads(report.json_text(job.configured()))
+    found = record.get("settings") if isinstance(record.get("settings"), dict) else {}
+    if any(found.get(k) != v for k, v in configured.items() if k != "solved_at"):
         raise report.DataError(f"{path}: records other settings than these flags give")
     return record
 
