@@ -389,7 +389,8 @@ def read_record(path: Path, prog: str, figure: str, csv_path: Path, job: Job) ->
         raise report.DataError(f"{path}: not the record of a {prog} run of {figure}")
     if record.get("csv_sha256") != report.digest(csv_path.read_bytes().decode("utf-8", "replace")):
         raise report.DataError(f"{csv_path}: does not match the record of its run ({path.name}): edited since?")
-    configured = json.loads(report.json_text(job.configured()))
+    recorded = json.loads(report.json_text(job.recorded()))         # a study may record what it trains instead
+    configured = {k: recorded[k] for k in job.configured()}
     found = record.get("settings") if isinstance(record.get("settings"), dict) else {}
     if any(found.get(k) != v for k, v in configured.items() if k != "solved_at"):
         raise report.DataError(f"{path}: records other settings than these flags give")

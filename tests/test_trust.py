@@ -1,5 +1,6 @@
 """Every file on disk tells the truth about the run that made it: where results go, what is recorded,
 one unit of three files, interruptions, study flags that apply or are refused, bench.py's flags."""
+import dataclasses
 import errno
 import json
 import os
@@ -35,9 +36,11 @@ def snapshot(folder: Path) -> dict[str, bytes]:
 
 @pytest.fixture
 def committed(tmp_path, monkeypatch):
-    """A working folder holding plots/ with a small unit of eval_cnn.py, as the repository does."""
+    """A working folder holding plots/ with the unit of a run of eval_cnn.py at its defaults, as the
+    repository does (the protocol made tiny, so that the run at the defaults takes a moment)."""
     monkeypatch.chdir(tmp_path)
-    assert main("eval_cnn.py", "--quick", "--rounds", 2, "--steps", 5, "--out", "plots") == 0
+    monkeypatch.setattr(eval_cnn, "PROTOCOL", dataclasses.replace(eval_cnn.PROTOCOL, rounds=2, steps=5, max_filters=3))
+    assert main("eval_cnn.py") == 0
     return tmp_path / "plots"
 
 
