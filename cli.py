@@ -382,6 +382,7 @@ def study_settings(args: argparse.Namespace, protocols: dict[str, Settings],
     """The checked settings, the experiment's and the study's own, of every experiment the study runs (all
     checked before any trains); a study flag that no experiment it runs can apply is refused."""
     chosen = [e for e in protocols if getattr(args, "experiment", "all") in (e, "all")]
+    refuse_unapplied(args, [protocols, own or {}], chosen)
     out = {}
     for e in chosen:
         base = settings_of(args, protocols[e])
@@ -391,6 +392,18 @@ def study_settings(args: argparse.Namespace, protocols: dict[str, Settings],
             study = (study.quick() if args.quick else study).check_with(base)
         out[e] = (base, study)
     return out
+
+
+def refuse_unapplied(args: argparse.Namespace, kinds: list[dict[str, Checked]], chosen: list[str]) -> None:
+    """A given override flag that only experiments left out of the run have (--min-width when only
+    experiment 1 runs) is an error: the run would ignore it silently."""
+    for defaults in kinds:
+        names = {f.name for s in defaults.values() for f in fields(s)}
+        applied = {f.name for e in chosen if e in defaults for f in fields(defaults[e])}
+        for name in sorted(names - applied):
+            if getattr(args, name, None) is not None:
+                raise UsageError(f"{flag(name)} applies to no experiment this run trains "
+                                 f"(--experiment {getattr(args, 'experiment', 'all')})")
 
 
 def settings_of(args: argparse.Namespace, defaults: Settings) -> Settings:
