@@ -112,18 +112,6 @@ def test_a_bad_flag_of_any_experiment_stops_the_study_before_anything_trains(scr
     assert not list(tmp_path.iterdir())
 
 
-def test_a_study_flag_changes_every_run_it_makes(tmp_path):
-    argv = ["--experiment", "bool", "--quick", "--rounds", 2, "--tuning-rounds", 2, "--max-width", 1]
-    assert main("eval_ablations.py", *argv, "--steps", 10, "--out", tmp_path / "a") == 0
-    assert main("eval_ablations.py", *argv, "--steps", 30, "--out", tmp_path / "b") == 0
-    models = eval_ablations.figures("bool", eval_ablations.PROTOCOLS["bool"])[1].models
-    rows = {k: report.read_csv(tmp_path / k / "ablation_bool.csv", models) for k in "ab"}
-    for name in models:
-        scores = {k: [r.score for r in rows[k] if r.model == name] for k in "ab"}
-        assert scores["a"] != scores["b"], f"--steps did not reach the variant {name}"
-    assert not (tmp_path / "a" / "ablation_cnn.csv").exists()
-
-
 # ----------------------------------------------------------------------------- one unit on disk
 
 def test_json_is_strict():
