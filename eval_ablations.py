@@ -111,8 +111,11 @@ def variants(script: ModuleType, base: cli.Settings) -> dict[str, cli.Settings]:
 
 
 def spread(low: int, high: int, count: int) -> list[int]:
-    """At most `count` sizes from low to high (both kept), about evenly spaced on a log scale."""
-    return sorted({round(v) for v in np.geomspace(low, high, min(count, high - low + 1))})
+    """At most `count` sizes from low to high (both kept), about evenly spaced on a log scale: all of them if
+    there are no more than `count`."""
+    if high - low + 1 <= count:
+        return list(range(low, high + 1))
+    return sorted({round(v) for v in np.geomspace(low, high, count)})
 
 
 def sizes(script: ModuleType, base: cli.Settings, study: Study, multiple: int) -> list[int]:
@@ -303,11 +306,11 @@ def chosen_figure(script: ModuleType, study: Study):
             left.set(xticks=range(len(at)), xticklabels=at, yticks=range(len(models)), yticklabels=models,
                      xlabel=script.SIZE, title=f"{steps} steps: chosen lr[/momentum] (* grid edge), {study.criterion} "
                                                f"on {study.tuning_rounds} tuning rounds")
-            diverged = np.zeros((len(models), len(tuning.LR_GRID)))
-            for i, m in enumerate(models):
-                for j, lr in enumerate(tuning.LR_GRID):
-                    cells = [r.diverged for r in rows if (r.model, r.get("steps"), r.get("lr")) == (m, steps, lr)]
-                    diverged[i, j] = np.mean(cells) if cells else np.nan
+            counts: dict[tuple, list[bool]] = {}
+            for r in rows:
+                if r.get("steps") == steps:
+                    counts.setdefault((r.model, r.get("lr")), []).append(r.diverged)
+            diverged = np.array([[np.mean(counts.get((m, lr), [np.nan])) for lr in tuning.LR_GRID] for m in models])
             right.imshow(diverged, cmap="Reds", vmin=0, vmax=1, aspect="auto")
             for (i, j), v in np.ndenumerate(diverged):
                 if v > 0:
