@@ -98,8 +98,8 @@ def unit_bytes(base: cli.Settings) -> int:
 
 
 PROTOCOLS = {"cnn": dataclasses.replace(eval_cnn.PROTOCOL, rounds=300), "bool": dataclasses.replace(eval_bool.PROTOCOL, rounds=100)}
-OWN = {"cnn": Study(tuning_rounds=20, selection=500, points=7),
-       "bool": Study(tuning_rounds=10, selection=5000, points=7)}
+OWN = {"cnn": Study(tuning_rounds=20, selection=1000, points=7),        # selection = validation size:
+       "bool": Study(tuning_rounds=10, selection=5000, points=7)}         # "solved" means the same on both
 EXPERIMENTS = {s.NAME: s for s in SCRIPTS}
 
 
