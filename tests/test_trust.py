@@ -94,7 +94,7 @@ def test_each_script_help_describes_that_script_and_its_own_flags():
     helps = {name: " ".join(m.arguments().format_help().split()) for name, m in SCRIPTS.items()}
     assert "Tuned against tuned" in helps["eval_ablations.py"]
     assert "--lr" not in helps["eval_ablations.py"] and "--pool" not in helps["eval_ablations.py"]
-    assert "(default: 300 (cnn), 100 (bool))" in helps["eval_ablations.py"]
+    assert "(default: 300 (cnn), 50 (bool))" in helps["eval_ablations.py"]
     assert "--restarts" in helps["eval_exploration.py"] and "--pool" not in helps["eval_exploration.py"]
     assert "--min-width" not in helps["eval_cnn.py"] and "--experiment" not in helps["eval_cnn.py"]
     assert "Is width exploration" in helps["eval_exploration.py"]
