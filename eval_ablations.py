@@ -97,7 +97,7 @@ def unit_bytes(base: cli.Settings) -> int:
     return sum(t.element_size() * t.numel() for t in (*inputs, y))
 
 
-PROTOCOLS = {"cnn": dataclasses.replace(eval_cnn.PROTOCOL, rounds=300), "bool": dataclasses.replace(eval_bool.PROTOCOL, rounds=100)}
+PROTOCOLS = {"cnn": dataclasses.replace(eval_cnn.PROTOCOL, rounds=300), "bool": eval_bool.PROTOCOL}
 OWN = {"cnn": Study(tuning_rounds=20, selection=1000, points=7),        # selection = validation size:
        "bool": Study(tuning_rounds=10, selection=5000, points=7)}         # "solved" means the same on both
 EXPERIMENTS = {s.NAME: s for s in SCRIPTS}

@@ -301,3 +301,18 @@ def test_the_engine_tells_each_round_its_progress_ending_at_one_on_its_last_kept
     for r, n in enumerate(lengths.tolist()):
         assert progress[0, r] == 0 and progress[n - 1, r] == 1
         torch.testing.assert_close(progress[:n, r], torch.arange(n) / (n - 1))
+
+
+def test_an_annealed_arm_tunes_with_each_grid_point_holding_its_own_rounds_progress(monkeypatch):
+    """Grid points of one arm train as groups of one stack, at their own sizes, in blocks of rounds; each
+    group's template is told its own rounds' progress, so groups must not share one template object."""
+    s = dataclasses.replace(eval_bool.PROTOCOL, steps=30, activation="softplus", schedule="linear")
+    monkeypatch.setattr(eval_bool, "DATA_BLOCK_BYTES", 5 * 30 * eval_bool.BATCH * 2 * 4)   # blocks of 5 rounds
+    arms = [tuning.Arm("softplus annealed", w, s, eval_bool.model(s, "Naive", w)) for w in (2, 9)]
+    seen = []
+    real = engine.init_stack
+    monkeypatch.setattr(engine, "init_stack", lambda templates, *a: seen.append(templates) or real(templates, *a))
+    with report.bar(1, "test") as bar:
+        chosen, rows = tuning.tune(eval_bool, arms, 4, 50, "mean", torch.Generator().manual_seed(0), bar, lrs=(0.1, 1.0))
+    assert len({id(t) for t in seen[0]}) == len(seen[0]) == 2 * 2 * 3
+    assert len(rows) == 2 * 2 * 3 * 4 and set(chosen) == {("softplus annealed", 2), ("softplus annealed", 9)}
