@@ -31,7 +31,7 @@ class Log:
 
     def __init__(self):
         self.tuning, self.trained, self.scored, self.rates = set(), [], {"selection": set(), "validation": set()}, []
-        self.in_tune = False
+        self.in_tune, self.alive = False, []
 
     def install(self, mp: pytest.MonkeyPatch) -> None:
         real_tune, real_rates = tuning.tune, engine.make_optimizer
@@ -55,6 +55,7 @@ class Log:
 
         def train(s, gen, templates, bar, lr=None, momentum=None):
             stack = real(s, gen, templates, bar, lr, momentum)
+            self.alive.append(stack)                     # kept, so that no later stack reuses its id
             (self.tuning.add(id(stack)) if self.in_tune else self.trained.append((stack, lr, momentum, s)))
             return stack
         mp.setattr(script, "train", train)
