@@ -26,6 +26,11 @@ METRIC = engine.macro_f1
 SMALL = 2                                   # the smallest network that solves the task: width 2
 SIZE = "width"                              # what the sweep value counts
 SELECTION_UNIT = "points per round"         # what a selection-set size counts
+SURROGATES = {                              # smooth stand-ins for ReLU while training (settings changes)
+    "softplus": dict(activation="softplus"),
+    "leaky ReLU": dict(activation="leaky"),
+    "softplus annealed": dict(activation="softplus", schedule="linear"),     # to ReLU at the last step
+}
 
 BATCH = 16                                  # examples (points) per training step
 HARDCODED_EVAL_POINTS = 2_000_000      # its F1 is a reference line: measure it to about +-0.0002

@@ -29,6 +29,10 @@ SMALL = 1                                   # the smallest network that solves t
 SIZE = "filters"                            # what the sweep value counts
 SELECTION_UNIT = "pairs of sequences"       # what a selection-set size counts
 BATCH = 2                                   # examples (sequences) per training step: one pair
+SURROGATES = {                              # smooth stand-ins for max pooling while training (settings changes)
+    "LSE pool": dict(pool="lse", temperature=0.1),                        # log-sum-exp at a fixed temperature
+    "LSE pool annealed": dict(pool="lse", temperature=0.5, schedule="linear"),   # to max pooling at the last step
+}
 
 FIGURE = report.Figure(
     name="cnn_experiment", title="[1, 1, 0, 1] in sequence", ylabel="validation accuracy (%)",

@@ -6,6 +6,7 @@ and the experiment settings it trains at. Its grid points are trained together i
 grid point, per-round learning rate and momentum), scored on fresh selection data, and the point with the
 best criterion is chosen. Nothing here looks at the validation set or at the rounds a study reports.
 """
+import copy
 import dataclasses
 from dataclasses import dataclass
 from types import ModuleType
@@ -75,7 +76,8 @@ def tune(script: ModuleType, arms: list[Arm], rounds: int, selection: int, crite
     for s, members in by_settings.items():
         s = dataclasses.replace(s, rounds=rounds)
         points = [(arm, lr, m) for arm in members for lr, m in grid(s.optimizer, lrs)]
-        stack = script.train(s, gen, [arm.template for arm, _, _ in points], bar,
+        templates = [copy.deepcopy(arm.template) for arm, _, _ in points]    # each group its own: an annealed
+        stack = script.train(s, gen, templates, bar,                         # network holds its rounds' progress
                              lr=[lr for _, lr, _ in points], momentum=[m for _, _, m in points])
         scores, diverged = script.selection(s, gen, selection, stack.rounds)(stack)
         for (arm, lr, m), group in zip(points, stack.groups):

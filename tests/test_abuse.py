@@ -76,7 +76,8 @@ def test_output_that_cannot_be_printed_stops_the_run_before_any_file_is_written(
     """stdout on a full device: the tables cannot be printed, the run stops with status 1, and what the
     message says about the files is true: none was written."""
     with open("/dev/full", "w") as full:
-        done = subprocess.run([sys.executable, "eval_cnn.py", "--quick", "--steps", "2", "--out", str(tmp_path)],
+        done = subprocess.run([sys.executable, "eval_cnn.py", "--quick", "--rounds", "2", "--max-filters", "1", "--steps", "2",
+                               "--out", str(tmp_path)],
                               cwd=ROOT, stdout=full, stderr=subprocess.PIPE, text=True, timeout=120)
     errors = [line for line in done.stderr.splitlines() if "error:" in line]       # (beside the progress bar)
     assert done.returncode == 1 and len(errors) == 1 and done.stderr.endswith(errors[0] + "\n"), done.stderr

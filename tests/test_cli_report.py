@@ -297,35 +297,6 @@ def test_summary_solved_share_uses_threshold():
     assert s.solved_ci == pytest.approx(report.wilson_ci(2, 4))
 
 
-# ----------------------------------------------------------------------------- the ablation study
-
-def ablations(*argv):
-    import eval_ablations
-    return cli.main(eval_ablations.arguments(), eval_ablations.jobs, [str(a) for a in argv])
-
-
-def test_ablation_quick_run_and_bad_flag(tmp_path, capsys):
-    import eval_ablations
-    args = ["--quick", "--rounds", "3", "--tuning-rounds", "2", "--max-filters", "1", "--max-width", "2",
-            "--out", str(tmp_path)]
-    assert ablations(*args, "--steps", "20") == 0
-    for experiment, script in (("cnn", eval_cnn), ("bool", eval_bool)):
-        with open(tmp_path / f"ablation_{experiment}.csv") as f:
-            names = {row[0] for row in list(csv.reader(f))[1:]}
-        expected = {*eval_ablations.tuned_variants(experiment, script.PROTOCOL), *eval_ablations.references(script.PROTOCOL)}
-        assert names == expected and "SGD, 4x steps (protocol lr)" in names
-        assert (tmp_path / f"ablation_{experiment}.png").stat().st_size > 10_000
-        recorded = json.loads((tmp_path / f"ablation_{experiment}.json").read_text())["settings"]
-        assert recorded["references"]["SGD, 4x steps (protocol lr)"]["steps"] == 80
-        assert recorded["references"]["SGD (protocol lr)"]["steps"] == 20
-        assert recorded["tuned"]["Adam"]["optimizer"] == "adam" and recorded["tuned"]["Adam"]["rounds"] == 3
-        assert set(recorded["chosen_lr"]["Adam"].values()) <= set(eval_ablations.GRID)
-    assert ablations("--plot-only", "--out", str(tmp_path)) == 0
-    capsys.readouterr()
-    assert ablations("--rounds", "-1", "--out", str(tmp_path)) == 2
-    assert "--rounds must be a positive integer" in capsys.readouterr().err
-
-
 def test_difference_interval_paired_and_unpaired():
     rng = np.random.default_rng(1)
     a = rng.normal(0.5, 0.1, 400)

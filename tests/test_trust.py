@@ -95,9 +95,9 @@ def test_ablation_study_refuses_the_flags_its_variants_set(flag, tmp_path, capsy
 
 def test_each_script_help_describes_that_script_and_its_own_flags():
     helps = {name: " ".join(m.arguments().format_help().split()) for name, m in SCRIPTS.items()}
-    assert "Check the write-up's discussion" in helps["eval_ablations.py"]
+    assert "Tuned against tuned" in helps["eval_ablations.py"]
     assert "--lr" not in helps["eval_ablations.py"] and "--pool" not in helps["eval_ablations.py"]
-    assert "(default: 500 (cnn), 50 (bool))" in helps["eval_ablations.py"]
+    assert "(default: 300 (cnn), 50 (bool))" in helps["eval_ablations.py"]
     assert "--restarts" in helps["eval_exploration.py"] and "--pool" not in helps["eval_exploration.py"]
     assert "--min-width" not in helps["eval_cnn.py"] and "--experiment" not in helps["eval_cnn.py"]
     assert "Is width exploration" in helps["eval_exploration.py"]
@@ -113,18 +113,6 @@ def test_a_bad_flag_of_any_experiment_stops_the_study_before_anything_trains(scr
     err = capsys.readouterr().err
     assert err.count("\n") == 1 and "Traceback" not in err
     assert not list(tmp_path.iterdir())
-
-
-def test_a_study_flag_changes_every_run_it_makes(tmp_path):
-    argv = ["--experiment", "bool", "--quick", "--rounds", 2, "--tuning-rounds", 2, "--max-width", 1]
-    assert main("eval_ablations.py", *argv, "--steps", 10, "--out", tmp_path / "a") == 0
-    assert main("eval_ablations.py", *argv, "--steps", 30, "--out", tmp_path / "b") == 0
-    models = eval_ablations.figures("bool", eval_ablations.PROTOCOLS["bool"])[1].models
-    rows = {k: report.read_csv(tmp_path / k / "ablation_bool.csv", models) for k in "ab"}
-    for name in models:
-        scores = {k: [r.score for r in rows[k] if r.model == name] for k in "ab"}
-        assert scores["a"] != scores["b"], f"--steps did not reach the variant {name}"
-    assert not (tmp_path / "a" / "ablation_cnn.csv").exists()
 
 
 # ----------------------------------------------------------------------------- one unit on disk

@@ -1,7 +1,10 @@
-"""The tuned ablation: the choice of learning rate sees only tuning rounds on the selection set,
-annealed surrogates end on the hard operator, grid edges are reported."""
+"""The tuned ablation (eval_ablations.py): every arm is reported at values chosen on tuning rounds and
+selection data only, by the criterion the verdicts report; arms at different rates share a stack; bad
+flags stop the run before anything trains; annealed surrogates end on the hard operator."""
 import dataclasses
+import json
 
+import numpy as np
 import pytest
 import torch
 
@@ -9,64 +12,259 @@ import cli
 import data
 import engine
 import eval_ablations as A
+import eval_bool
+import eval_cnn
 import report
+import tuning
 from models import NaiveBoolNet, NaiveCNN
 
-
-def quick(experiment, **changes):
-    s = dataclasses.replace(A.PROTOCOLS[experiment], **changes).check()
-    return s.quick().check()
+QUICK = ["--quick", "--steps", 20, "--rounds", 6, "--tuning-rounds", 3, "--lengths", "1,2"]
 
 
-def run_job(experiment, s, seed=0):
-    job = A.job(experiment, s)
+def main(*argv):
+    return cli.main(A.arguments(), A.jobs, [str(a) for a in argv])
+
+
+class Log:
+    """What trained and what was scored, in order: which stacks tune trained and scored, which the study
+    trained after tuning and at which per-round rates, which stacks each scorer saw."""
+
+    def __init__(self):
+        self.tuning, self.trained, self.scored, self.rates = set(), [], {"selection": set(), "validation": set()}, []
+        self.in_tune, self.alive = False, []
+
+    def install(self, mp: pytest.MonkeyPatch) -> None:
+        real_tune, real_rates = tuning.tune, engine.make_optimizer
+
+        def tune(*args, **kwargs):
+            self.in_tune = True
+            try:
+                return real_tune(*args, **kwargs)
+            finally:
+                self.in_tune = False
+        mp.setattr(tuning, "tune", tune)
+        mp.setattr(engine, "make_optimizer", lambda name, lr, momentum: self.rates.append((lr, momentum))
+                   or real_rates(name, lr, momentum))
+        for script in A.SCRIPTS:
+            self.spy_train(mp, script)
+            for kind in ("selection", "validation"):
+                self.spy_scorer(mp, script, kind)
+
+    def spy_train(self, mp, script):
+        real = script.train
+
+        def train(s, gen, templates, bar, lr=None, momentum=None):
+            stack = real(s, gen, templates, bar, lr, momentum)
+            self.alive.append(stack)                     # kept, so that no later stack reuses its id
+            (self.tuning.add(id(stack)) if self.in_tune else self.trained.append((stack, lr, momentum, s)))
+            return stack
+        mp.setattr(script, "train", train)
+
+    def spy_scorer(self, mp, script, kind):
+        real, seen = getattr(script, kind), self.scored[kind]
+
+        class Seen(engine.Scorer):
+            def __call__(self, stack):
+                seen.add(id(stack))
+                return super().__call__(stack)
+        mp.setattr(script, kind, lambda *args, **kwargs: Seen(**vars(real(*args, **kwargs))))
+
+
+@pytest.fixture(scope="module")
+def run(tmp_path_factory):
+    """One quick run of both experiments through the command line, every training and scoring spied on."""
+    out, log = tmp_path_factory.mktemp("ablations"), Log()
+    with pytest.MonkeyPatch.context() as mp:
+        log.install(mp)
+        assert main(*QUICK, "--out", out) == 0
+    return out, log
+
+
+def files(out, script):
+    tuning_figure, ablation_figure = A.figures(script, script.PROTOCOL, A.OWN[script.NAME])
+    read = lambda f: report.read_csv(out / f"{f.name}.csv", f.models, f.columns)
+    return read(tuning_figure), read(ablation_figure), json.loads((out / f"ablation_{script.NAME}.json").read_text())
+
+
+# ----------------------------------------------------------------------------- what chooses and what is reported
+
+def test_no_arm_is_reported_on_rounds_or_data_that_chose_its_rate(run):
+    """Tuning stacks are scored on selection data only; reported stacks are fresh, trained after tuning and
+    scored on validation data only."""
+    _, log = run
+    reported = {id(stack) for stack, *_ in log.trained}
+    assert log.tuning and reported and not log.tuning & reported
+    assert log.scored["selection"] == log.tuning
+    assert log.scored["validation"] == reported
+
+
+@pytest.mark.parametrize("script", A.SCRIPTS)
+def test_reported_rows_ran_at_the_choice_that_the_grid_rows_make(run, script):
+    """Each arm's reported rows carry the lr and momentum that the JSON records and that the tuning rows,
+    re-chosen by the run's criterion, give; the protocol's reference runs untuned at its own."""
+    out, _ = run
+    grid, rows, recorded = files(out, script)
+    chosen = A.choices(grid, recorded["settings"]["study"]["criterion"], recorded["settings"]["solved_at"])
+    seen = set()
+    for r in rows:
+        at = (r.get("lr"), r.get("momentum"))
+        if r.model == A.REFERENCE:
+            assert at == (script.PROTOCOL.lr, script.PROTOCOL.momentum) and r.get("steps") == 20
+            continue
+        c = chosen[(r.model, r.sweep, r.get("steps"))]
+        json_choice = recorded["settings"]["chosen"][str(r.get("steps"))][r.model][str(r.sweep)]
+        assert at == (c.lr, c.momentum) == (json_choice["lr"], json_choice["momentum"])
+        seen.add((r.model, r.get("steps")))
+    assert seen == {(v, n) for v in A.variants(script, script.PROTOCOL) for n in (20, 40)}, "every arm at every length"
+
+
+def test_arms_at_different_rates_train_in_one_stack(run):
+    """A variant's sweep points train in one stack, each group at its own chosen values, handed to the
+    optimizer as one value per round."""
+    _, log = run
+    distinct = 0
+    for stack, lr, momentum, s in log.trained:
+        if lr is None:                                   # the untuned reference
+            continue
+        assert len(lr) == len(momentum) == len(stack.groups) > 1
+        expected = stack.per_round(lr), stack.per_round(momentum)
+        assert any(torch.equal(r[0], expected[0]) and torch.equal(r[1], expected[1]) for r in log.rates
+                   if isinstance(r[0], torch.Tensor) and len(r[0]) == stack.rounds)
+        distinct += len(set(zip(lr, momentum))) > 1
+    assert distinct, "no stack held arms at different values"
+
+
+def tiny(**study):
+    base = dataclasses.replace(eval_bool.PROTOCOL, steps=40, rounds=8, max_width=4, solved_at=0.9).check()
+    return base, dataclasses.replace(A.OWN["bool"], tuning_rounds=6, selection=300, lengths="1", points=2, **study)
+
+
+def tiny_run(base, study, seed=0):
+    job = A.job(eval_bool, base, study)
     return job, job.run(torch.Generator().manual_seed(seed))
 
 
-def test_the_choice_never_looks_at_the_validation_set_or_the_reported_rounds(monkeypatch):
-    """Score every validation (the reported rounds) upside down: a choice that looked at them would change;
-    the learning rates chosen on the selection set must not, while the reported scores do."""
-    s = quick("bool", rounds=6, tuning_rounds=4, steps=60, max_width=2)
-    job, rows = run_job("bool", s)
-    honest = job.record["chosen_lr"]
-    real = A.Data.score
-
-    def upside_down(self, stack, on):
-        scores, diverged = real(self, stack, on)
-        return (1 - scores if on == "validation" else scores), diverged
-    monkeypatch.setattr(A.Data, "score", upside_down)
-    job2, rows2 = run_job("bool", s)
-    assert job2.record["chosen_lr"] == honest
-    assert [r.score for r in rows2["tuning_bool"]] == [r.score for r in rows["tuning_bool"]]
-    assert [r.score for r in rows2["ablation_bool"]] != [r.score for r in rows["ablation_bool"]]
-    assert len({lr for per_point in honest.values() for lr in per_point.values()}) > 1, "a choice must be made"
+def test_the_choice_follows_the_criterion_the_comparison_reports():
+    """The same grid rounds (same seed) chosen by solved share and by mean score: some arm's choice moves,
+    and each is the best of the grid rows by its own criterion."""
+    base, by_solved = tiny(criterion="solved")
+    jobs = {c: tiny_run(base, dataclasses.replace(by_solved, criterion=c)) for c in ("solved", "mean")}
+    grids = {c: rows["tuning_bool"] for c, (_, rows) in jobs.items()}
+    assert grids["solved"] == grids["mean"]
+    chosen = {c: job.record["chosen"][40] for c, (job, _) in jobs.items()}
+    assert chosen["solved"] != chosen["mean"]
+    for c in chosen:
+        again = A.choices(grids[c], c, base.solved_at)
+        assert {(m, n): (v["lr"], v["momentum"]) for m, arm in chosen[c].items() for n, v in arm.items()} == \
+               {(m, n): (x.lr, x.momentum) for (m, n, _), x in again.items()}
 
 
-def test_the_chosen_rate_is_the_best_mean_on_the_selection_rows():
-    s = quick("cnn", rounds=4, tuning_rounds=3, steps=20, max_filters=2)
-    job, rows = run_job("cnn", s)
-    for variant, chosen in job.record["chosen_lr"].items():
-        for n, lr in chosen.items():
-            means = {}
-            for r in rows["tuning_cnn"]:
-                name, rate = A.parse(r.model)
-                if name == variant and r.sweep == n:
-                    means.setdefault(rate, []).append(r.score)
-            best = max(sum(v) / len(v) for v in means.values())
-            assert sum(means[lr]) / len(means[lr]) == best and lr == min(r for r, v in means.items()
-                                                                         if sum(v) / len(v) == best)
+def test_scores_that_could_not_move_a_choice_do_not_and_those_that_could_do(monkeypatch):
+    """Validation scored upside down (what is reported): no choice moves, the reported scores do. Selection
+    upside down (what chooses): choices move. A choice that looked at the reported rounds would fail this."""
+    base, study = tiny()
+    honest_job, honest = tiny_run(base, study)
+
+    def upside_down(kind):
+        real = getattr(eval_bool, kind)
+
+        def scorer(*args, **kwargs):
+            inner = real(*args, **kwargs)
+            return lambda stack: (lambda s, d: (1 - s, d))(*inner(stack))
+        monkeypatch.setattr(eval_bool, kind, scorer)
+    upside_down("validation")
+    job, rows = tiny_run(base, study)
+    assert job.record["chosen"] == honest_job.record["chosen"]
+    assert [r.score for r in rows["ablation_bool"]] != [r.score for r in honest["ablation_bool"]]
+    monkeypatch.undo()
+    upside_down("selection")
+    job, _ = tiny_run(base, study)
+    assert job.record["chosen"] != honest_job.record["chosen"]
 
 
-def test_choose_breaks_ties_towards_the_smaller_rate():
-    assert A.choose({0.1: 0.9, 0.3: 0.95, 1.0: 0.95}) == 0.3
+# ----------------------------------------------------------------------------- flags
+
+@pytest.mark.parametrize("flags, says", [
+    ("--experiment cnn --min-width 7 --max-width 2", "applies to no experiment this run trains (--experiment cnn)"),
+    ("--min-width 7 --max-width 2", "--min-width (7) is above --max-width (2)"),
+    ("--tuning-rounds 0", "--tuning-rounds must be a positive integer"),
+    ("--lengths 1,x", "--lengths must be distinct increasing"),
+    ("--lengths 4,1", "--lengths must be distinct increasing"),
+    ("--lengths 0,4", "--lengths must be distinct increasing"),
+    ("--criterion best", "--criterion"),
+    ("--points 1", "--points must be at least 2"),
+    ("--long-points 1", "--long-points must be at least 2"),
+    ("--selection 0", "--selection must be in [1, 100000]"),
+    ("--tuning-rounds 100000000", "this run needs about"),
+    ("--lr 0.05", "unrecognized arguments"),
+    ("--optimizer adam", "unrecognized arguments"),
+])
+def test_bad_flags_exit_2_before_anything_trains(flags, says, tmp_path, capsys, monkeypatch):
+    monkeypatch.setattr(engine, "train", lambda *a, **k: pytest.fail("trained before checking every flag"))
+    assert main(*flags.split(), "--out", tmp_path) == 2
+    err = capsys.readouterr().err
+    assert says in err and err.count("\n") == 1 and not list(tmp_path.iterdir())
 
 
-def test_a_grid_edge_is_reported():
-    rows = [report.Row(A.grid_name("Adam", lr), 1, 6, r, score) for lr, score in ((0.001, 0.2), (10.0, 0.9), (1.0, 0.5))
-            for r in range(3)]
-    rows += [report.Row(A.grid_name("SGD", lr), 1, 6, r, score) for lr, score in ((0.1, 0.9), (1.0, 0.5)) for r in range(3)]
-    text = A.tuning_notes("cnn")(rows, 1.0)
-    assert "Adam                 1: 10*" in text and "SGD                  1: 0.1" in text and "0.1*" not in text
+@pytest.mark.parametrize("script", A.SCRIPTS)
+def test_memory_counts_the_tuning_grid_and_the_selection_sets(script):
+    base, study = script.PROTOCOL, A.OWN[script.NAME]
+    need = study.memory_bytes(base)
+    assert need >= dataclasses.replace(base, rounds=len(tuning.grid("sgd")) * study.tuning_rounds).memory_bytes()
+    for more in (dict(tuning_rounds=10 * study.tuning_rounds), dict(selection=50_000)):
+        assert dataclasses.replace(study, **more).memory_bytes(base) > need, more
+
+
+def test_the_study_flags_reach_every_variant_and_the_files_say_so(run):
+    out, _ = run
+    for script in A.SCRIPTS:
+        grid, rows, recorded = files(out, script)
+        settings = recorded["settings"]
+        assert all(v["steps"] == 20 and v["rounds"] == 6 for v in settings["variants"].values())
+        assert settings["study"]["tuning_rounds"] == 3 and settings["study"]["lengths"] == "1,2"
+        assert {r.get("steps") for r in grid} == {20, 40} and len({r.round for r in grid}) == 3
+        assert settings["variants"]["Adam"]["optimizer"] == "adam"
+        for name, changes in script.SURROGATES.items():
+            assert all(settings["variants"][name][k] == v for k, v in changes.items())
+        for figure in A.figures(script, script.PROTOCOL, A.OWN[script.NAME]):
+            assert (out / f"{figure.name}.png").stat().st_size > 10_000
+
+
+def test_plot_only_prints_the_same_verdicts_from_the_files(run, capsys):
+    out, _ = run
+    capsys.readouterr()
+    assert main(*QUICK, "--out", out, "--plot-only") == 0
+    printed = capsys.readouterr().out
+    for line in ("SGD 3 - SGD 2:", "Adam 2 - SGD 2:", "softplus annealed 2 at 40 - at 20 steps:",
+                 "LSE pool 1 - SGD 1:", "tuned SGD 2 - SGD, protocol's rate 2:", "diverged grid rounds",
+                 "40 steps (2x the protocol's):"):
+        assert line in printed
+
+
+# ----------------------------------------------------------------------------- notes and pieces
+
+def test_the_sweep_points_run_from_the_smallest_solving_network_to_the_widest():
+    assert A.spread(2, 22, 7) == [2, 3, 4, 7, 10, 15, 22]
+    assert A.spread(1, 7, 7) == list(range(1, 8)) and A.spread(2, 22, 2) == [2, 22]
+    study = A.OWN["bool"]
+    assert A.sizes(eval_bool, eval_bool.PROTOCOL, study, 4) == [eval_bool.SMALL, 22]
+    assert A.sizes(eval_cnn, dataclasses.replace(eval_cnn.PROTOCOL, min_filters=3), A.OWN["cnn"], 1) == [3, 4, 5, 6, 7]
+
+
+def test_notes_mark_grid_edges_and_count_diverged_rounds():
+    rows = [report.Row("Adam", 1, 6, r, score, diverged, (("lr", lr), ("momentum", 0.0), ("steps", 100)))
+            for lr, score, diverged in ((0.001, 0.2, False), (1.0, 0.5, False), (10.0, 1.0, True)) for r in range(3)]
+    rows += [report.Row("SGD", 1, 6, r, score, False, (("lr", lr), ("momentum", m), ("steps", 100)))
+             for lr, m, score in ((0.1, 0.0, 1.0), (0.1, 0.5, 0.9), (1.0, 0.0, 0.5)) for r in range(3)]
+    text = A.tuning_notes(A.OWN["cnn"])(rows, 1.0)
+    assert "Adam                 1: 10*" in text and "SGD                  1: 0.1/0" in text
+    assert "100 steps, Adam                 3 of 9 (lr 10: 3)" in text and "SGD                  0 of 9 (none)" in text
+
+
+def test_a_verdict_whose_interval_holds_zero_says_so():
+    same = np.array([1.0, 0.0] * 20)
+    assert A.difference("a - b", same, same, 1.0).endswith("(interval includes 0)")
+    assert not A.difference("a - b", np.ones(40), np.zeros(40), 1.0).endswith("(interval includes 0)")
 
 
 @pytest.mark.parametrize("make, x", [
@@ -106,15 +304,16 @@ def test_the_engine_tells_each_round_its_progress_ending_at_one_on_its_last_kept
         torch.testing.assert_close(progress[:n, r], torch.arange(n) / (n - 1))
 
 
-def test_tuned_study_flags_are_checked_and_quick_files_written(tmp_path, capsys):
-    argv = ["--quick", "--rounds", 3, "--tuning-rounds", 2, "--steps", 10, "--max-filters", 1, "--max-width", 1,
-            "--out", tmp_path]
-    assert cli.main(A.arguments(), A.jobs, [str(a) for a in argv]) == 0
-    printed = capsys.readouterr().out
-    assert "learning rate chosen on the selection set" in printed and "SGD 1 - SGD (protocol lr) 1" in printed and "Adam 1 - SGD (protocol lr) 1" in printed
-    for e in ("cnn", "bool"):
-        for figure in A.figures(e, A.PROTOCOLS[e]):
-            assert (tmp_path / f"{figure.name}.png").stat().st_size > 10_000
-            assert report.read_csv(tmp_path / f"{figure.name}.csv", figure.models)
-    assert cli.main(A.arguments(), A.jobs, ["--tuning-rounds", "0", "--out", str(tmp_path / "x")]) == 2
-    assert "--tuning-rounds must be a positive integer" in capsys.readouterr().err
+def test_an_annealed_arm_tunes_with_each_grid_point_holding_its_own_rounds_progress(monkeypatch):
+    """Grid points of one arm train as groups of one stack, at their own sizes, in blocks of rounds; each
+    group's template is told its own rounds' progress, so groups must not share one template object."""
+    s = dataclasses.replace(eval_bool.PROTOCOL, steps=30, activation="softplus", schedule="linear")
+    monkeypatch.setattr(eval_bool, "DATA_BLOCK_BYTES", 5 * 30 * eval_bool.BATCH * 2 * 4)   # blocks of 5 rounds
+    arms = [tuning.Arm("softplus annealed", w, s, eval_bool.model(s, "Naive", w)) for w in (2, 9)]
+    seen = []
+    real = engine.init_stack
+    monkeypatch.setattr(engine, "init_stack", lambda templates, *a: seen.append(templates) or real(templates, *a))
+    with report.bar(1, "test") as bar:
+        chosen, rows = tuning.tune(eval_bool, arms, 4, 50, "mean", torch.Generator().manual_seed(0), bar, lrs=(0.1, 1.0))
+    assert len({id(t) for t in seen[0]}) == len(seen[0]) == 2 * 2 * 3
+    assert len(rows) == 2 * 2 * 3 * 4 and set(chosen) == {("softplus annealed", 2), ("softplus annealed", 9)}
