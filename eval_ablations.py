@@ -38,7 +38,7 @@ import tuning
 SCRIPTS = (eval_cnn, eval_bool)
 OPTIMIZERS = {"SGD": "sgd", "Adam": "adam", "RMSprop": "rmsprop", "Adagrad": "adagrad"}
 BASELINE = "SGD"                                      # what the other variants are compared with
-REFERENCE = "SGD, protocol's rate"                    # untuned: the write-up's setting
+REFERENCE = "SGD at the protocol's rate"                    # untuned: the write-up's setting
 FLAGS = ["rounds", "steps", "solved_at", "min_filters", "max_filters", "min_width", "max_width"]
 COLUMNS = (report.Column("lr", float, low=0), report.Column("momentum", float, low=0, high=1),
            report.Column("steps", int, low=1))

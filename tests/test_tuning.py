@@ -236,7 +236,7 @@ def test_plot_only_prints_the_same_verdicts_from_the_files(run, capsys):
     assert main(*QUICK, "--out", out, "--plot-only") == 0
     printed = capsys.readouterr().out
     for line in ("SGD 3 - SGD 2:", "Adam 2 - SGD 2:", "softplus annealed 2 at 40 - at 20 steps:",
-                 "LSE pool 1 - SGD 1:", "tuned SGD 2 - SGD, protocol's rate 2:", "diverged grid rounds",
+                 "LSE pool 1 - SGD 1:", "tuned SGD 2 - SGD at the protocol's rate 2:", "diverged grid rounds",
                  "40 steps (2x the protocol's):"):
         assert line in printed
 
