@@ -382,6 +382,12 @@ def study_settings(args: argparse.Namespace, protocols: dict[str, Settings],
     """The checked settings, the experiment's and the study's own, of every experiment the study runs (all
     checked before any trains); a study flag that no experiment it runs can apply is refused."""
     chosen = [e for e in protocols if getattr(args, "experiment", "all") in (e, "all")]
+    for name in dict.fromkeys(f.name for e in protocols for s in (protocols[e], (own or {}).get(e)) if s is not None
+                              for f in fields(s)):
+        applies = any(name in {f.name for f in fields(s)} for e in chosen
+                      for s in (protocols[e], (own or {}).get(e)) if s is not None)
+        if getattr(args, name, None) is not None and not applies:
+            raise UsageError(f"{flag(name)} does not apply to --experiment {getattr(args, 'experiment', 'all')}")
     out = {}
     for e in chosen:
         base = settings_of(args, protocols[e])

@@ -27,6 +27,7 @@ METRIC = engine.accuracy
 SMALL = 1                                   # the smallest network that solves the task: one filter
 SIZE = "filters"                            # what the sweep value counts
 SELECTION_UNIT = "pairs of sequences"       # what a selection-set size counts
+BATCH = 2                                   # sequences per training step: one negative, one positive
 
 FIGURE = report.Figure(
     name="cnn_experiment", title="[1, 1, 0, 1] in sequence", ylabel="validation accuracy (%)",
