@@ -16,9 +16,10 @@ are then trained afresh at the chosen rates and scored on per-round validation s
 is the one best on a fresh selection set, never on the validation set. At the protocol's length, every arm
 also runs at the protocol's rates (the write-up's setting). Training length is a second axis: --lengths
 lengths, --steps times --length-growth ** i; beyond the protocol's length only the largest wide network is
-run, on --long-rounds rounds (tuning: --long-tuning-rounds). Selection noise: the largest k of each family,
-chosen on selection sets --selection-growth ** i times as large (i = 0, 1, 2), against the oracle bound (the
-candidate best on the validation set itself: an upper bound of any rule, not a method).
+run, on --long-rounds rounds (tuning: --long-tuning-rounds). Selection noise, at the protocol's length: the
+best of the largest k small Naive networks chosen on selection sets --selection-growth ** i times as large
+(i = 0, 1, 2), against the oracle bound (the candidate best on the validation set itself: an upper bound of any
+rule, not a method).
 Writes exploration_{cnn,bool}, exploration_selection_{cnn,bool} and exploration_tuning_{cnn,bool}
 (.png, .csv, .json); the JSON records every chosen rate and each arm's budget (parameters, compute, data).
 """
@@ -99,9 +100,9 @@ class Exploration(cli.StudySettings):
 
 
 PROTOCOLS = {x.NAME: x.PROTOCOL for x in SCRIPTS.values()}
-OWN = {"cnn": Exploration(restarts=6, samples=64, selection=200, selection_growth=5, tuning_rounds=100,
-                          long_rounds=200, long_tuning_rounds=40),
-       "bool": Exploration(restarts=10, samples=64, selection=500, selection_growth=10, tuning_rounds=20,
+OWN = {"cnn": Exploration(restarts=6, samples=16, selection=200, selection_growth=3, tuning_rounds=50,
+                          long_rounds=200, long_tuning_rounds=20),
+       "bool": Exploration(restarts=10, samples=16, selection=500, selection_growth=10, tuning_rounds=20,
                            long_rounds=25, long_tuning_rounds=10)}
 
 
@@ -193,8 +194,9 @@ def train_pools(x: ModuleType, s: cli.Settings, o: Exploration, pools: list[Pool
     stack = x.train(s, gen, templates, bar, lr=per("lr"), momentum=per("momentum"))
     if pools[0].family == HYPER:
         stack = generated(stack, o.samples, gen)
-    width = len(stack.groups) // len(pools)
-    return stack, {p: slice(i * width, (i + 1) * width) for i, p in enumerate(pools)}
+    widths = [1 + o.samples if p.family == HYPER else p.count for p in pools]
+    starts = np.cumsum([0] + widths).tolist()
+    return stack, {p: slice(a, b) for p, a, b in zip(pools, starts, starts[1:])}
 
 
 def generated(stack: engine.Stack, samples: int, gen: torch.Generator) -> engine.Stack:
@@ -240,16 +242,22 @@ def scored(stack: engine.Stack, scorer: engine.Scorer) -> tuple[Tensor, Tensor]:
 
 
 def train_and_score(x: ModuleType, s: cli.Settings, o: Exploration, pools: list[Pool], sets: dict[str, engine.Scorer],
-                    gen: torch.Generator, bar, stack_of) -> Trained:
+                    gen: torch.Generator, bar, stack_of, only: dict[str, set[Pool]] | None = None) -> Trained:
     """Train the pools, one stack per value of `stack_of(pool)` (a class, or a class and a size), and score
-    every candidate on every set."""
+    every candidate on every set; a set named in `only` scores only those pools' candidates (others: NaN)."""
     columns, scores, diverged, offset = {}, {n: [] for n in sets}, {n: [] for n in sets}, 0
     unique = list(dict.fromkeys(pools))
     for kind in dict.fromkeys(map(stack_of, unique)):
         members = [p for p in unique if stack_of(p) == kind]
         stack, cols = train_pools(x, s, o, members, gen, bar)
         for name, scorer in sets.items():
-            a, b = scored(stack, scorer)
+            wanted = [i for p, c in cols.items() if only is None or name not in only or p in only[name]
+                      for i in range(c.start, c.stop)]
+            a = torch.full((s.rounds, len(stack.groups)), float("nan"), device=gen.device)
+            b = torch.zeros((s.rounds, len(stack.groups)), dtype=torch.bool, device=gen.device)
+            if wanted:
+                a[:, wanted], b[:, wanted] = scored(engine.Stack(stack.params, stack.masks,
+                                                                 [stack.groups[i] for i in wanted]), scorer)
             scores[name].append(a)
             diverged[name].append(b)
         columns.update({p: slice(c.start + offset, c.stop + offset) for p, c in cols.items()})
@@ -355,15 +363,18 @@ def rows_for(x: ModuleType, s: cli.Settings, o: Exploration, arm: Arm, scores: T
 
 
 def reported(x: ModuleType, s: cli.Settings, o: Exploration, rated: dict[str, dict[Arm, tuple[float, float]]],
-             gen: torch.Generator, bar) -> tuple[list[report.Row], list[report.Row]]:
+             gen: torch.Generator, bar, noise_sizes: list[int]) -> tuple[list[report.Row], list[report.Row]]:
     """Train every arm at its rates (each label's: tuned, protocol) afresh, in one stack per class, pick on a
-    fresh selection set, score on per-round validation sets; and the selection-noise rows of the largest k."""
+    fresh selection set, score on per-round validation sets; and the selection-noise rows: the largest best of
+    k of the wide family chosen on fresh selection sets of `noise_sizes` and by the oracle, and the largest
+    wide network for reference."""
     pools = {label: dict(zip(at, pools_of(list(at.items())))) for label, at in rated.items()}
-    growth = [o.selection * o.selection_growth ** i for i in range(3)]
+    sizes = list(dict.fromkeys([o.selection, *noise_sizes]))
     sets = {"validation": x.validation(s, gen, cycle=s.rounds),
-            **{size: x.selection(s, gen, size, cycle=s.rounds) for size in growth}}
+            **{size: x.selection(s, gen, size, cycle=s.rounds) for size in sizes}}
+    chosen_by_more = {pools[label][arm] for label, at in rated.items() for arm in noisy(at) if arm.candidates > 1}
     trained = train_and_score(x, s, o, [p for by in pools.values() for p in by.values()], sets, gen, bar,
-                              lambda p: p.family == HYPER)
+                              lambda p: p.family == HYPER, {size: chosen_by_more for size in sizes[1:]})
     main, noise = [], []
     for label, at in rated.items():
         for arm, rates in at.items():
@@ -371,9 +382,11 @@ def reported(x: ModuleType, s: cli.Settings, o: Exploration, rated: dict[str, di
             choose = lambda on, k=arm.candidates: pick(candidates_of(arm, trained.of(pools[label][arm], on)[0]), k)
             at_pick = lambda chosen: (val.gather(1, chosen[:, None])[:, 0], div.gather(1, chosen[:, None])[:, 0])
             main += rows_for(x, s, o, arm, *at_pick(choose(o.selection)), rates, label)
-            if arm in noisy(at):
-                for size in growth:
-                    noise += rows_for(x, s, o, arm, *at_pick(choose(size)), rates, label, size)
+            if arm in noisy(at) and noise_sizes:
+                for size in sizes:
+                    noise += rows_for(x, s, o, arm, *at_pick(choose(size) if arm.candidates > 1 else
+                                                            torch.zeros_like(val[:, 0], dtype=torch.long)),
+                                      rates, label, size)
                     if arm.candidates > 1:
                         noise += rows_for(x, s, o, arm, *at_pick(pick(val, arm.candidates)), rates, label, size,
                                           "validation")
@@ -381,11 +394,10 @@ def reported(x: ModuleType, s: cli.Settings, o: Exploration, rated: dict[str, di
 
 
 def noisy(at) -> list[Arm]:
-    """The arms of the selection-noise figure: each family's largest k (restarts, sampled latents) and, for
-    reference, the largest wide network."""
-    top = lambda model, key: max((a for a in at if a.model == model), key=key)
-    wide = top(WIDE, lambda a: (a.candidates == 1, a.size))
-    return [wide] + [top(m, lambda a: a.candidates) for m in dict.fromkeys(a.model for a in at if a.candidates > 1)]
+    """The arms of the selection-noise figure: the wide family's largest best of k and, for reference, the
+    largest wide network."""
+    top = lambda key: max((a for a in at if a.model == WIDE), key=key)
+    return [top(lambda a: (a.candidates == 1, a.size)), top(lambda a: a.candidates)]
 
 
 def length_settings(s: cli.Settings, o: Exploration, i: int) -> tuple[cli.Settings, int, list[int]]:
@@ -412,7 +424,8 @@ def run(x: ModuleType, s: cli.Settings, o: Exploration, gen: torch.Generator, re
             rated = {TUNED: {a: (c.lr, c.momentum) for a, c in chosen.items()}}
             if i == 0:
                 rated[PROTOCOL_RATES] = {a: (s.lr, s.momentum) for a in wanted}
-            m, n = reported(x, si, o, rated, gen, bar)
+            noise_sizes = [o.selection * o.selection_growth ** j for j in range(3)] if i == 0 else []
+            m, n = reported(x, si, o, rated, gen, bar, noise_sizes)
             main, noise = main + m, noise + n
             record["chosen"][str(si.steps)] = {name(a): dataclasses.asdict(c) for a, c in chosen.items()}
             record["budgets"][str(si.steps)] = {name(a): dataclasses.asdict(budget(x, si, o, a)) for a in wanted}
@@ -485,22 +498,20 @@ def comparisons(x: ModuleType, o: Exploration) -> cli.Notes:
 
 
 def pairs(present: list[Arm]) -> list[tuple[Arm, Arm]]:
-    """Width against each family's largest best of k; restarts against the sampled latents at the largest k
-    both have; the best latents against z = 0."""
+    """Width against each family's largest best of k (equal trained parameters) and against the HyperNetwork
+    (z = 0 and its best latents: about as many trained parameters); restarts against the sampled latents at the
+    largest k both have (equal final size, as many candidates); the best latents against z = 0."""
     largest = lambda model: max((a for a in present if a.model == model), key=lambda a: a.candidates, default=None)
     wide = max((a for a in present if a.model == WIDE and a.candidates == 1), key=lambda a: a.size, default=None)
-    restarted = [largest(m) for m in dict.fromkeys(a.model for a in present if a.candidates > 1 and
-                                                  a.model not in (SAMPLED,))]
-    out = [(wide, b) for b in restarted if wide is not None and b is not None and b != wide]
-    sampled = largest(SAMPLED)
+    restarted = [largest(m) for m in dict.fromkeys(a.model for a in present if a.candidates > 1 and a.model != SAMPLED)]
+    sampled, zero = largest(SAMPLED), largest(HYPER)
+    out = [(wide, b) for b in [*restarted, zero, sampled] if b is not None and b != wide]
     for b in restarted:
-        if b is not None and sampled is not None:
-            same = Arm(SAMPLED, sampled.size, b.candidates)
-            out.append((b, same if same in present else sampled))
-    zero = Arm(HYPER, sampled.size, 1) if sampled is not None else None
-    if sampled is not None and zero in present:
-        out.append((sampled, zero))
-    return out
+        same = max((a for a in present if a.model == SAMPLED and a.candidates <= b.candidates),
+                   key=lambda a: a.candidates, default=None)
+        out += [(b, same)] if same is not None else []
+    out += [(sampled, zero)] if sampled is not None and zero is not None else []
+    return [(a, b) for a, b in out if a is not None]
 
 
 def budget_text(r: report.Row) -> str:
@@ -590,8 +601,9 @@ def selection_figure(x: ModuleType, o: Exploration, s: cli.Settings) -> report.F
     """The largest k chosen on growing selection sets and the oracle bound, per length; the largest wide network
     for reference."""
     chosen = lambda m: f"{series(x, m)}{', oracle bound' if key(m, 'chosen_on') == 'validation' else ''}"
-    views = tuple(report.View(f"selection set ({x.SELECTION_UNIT}); k at its largest", lambda m: key(m, "selection"),
-                              lambda m, st=st: key(m, "steps") == st, f"{st} steps", log_x=10) for st in lengths(s, o))
+    first = lengths(s, o)[0]
+    views = (report.View(f"selection set ({x.SELECTION_UNIT}); k at its largest", lambda m: key(m, "selection"),
+                         lambda m: key(m, "steps") == first, f"{first} steps", log_x=10),)
     return with_rates(report.Figure(
         name=f"exploration_selection_{x.NAME}", title="best of k chosen on more data",
         ylabel=x.FIGURE.ylabel, solved_label=x.FIGURE.solved_label, views=views, percent=x.FIGURE.percent,

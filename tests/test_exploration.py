@@ -76,6 +76,26 @@ def test_pools_share_candidates_only_at_equal_rates():
     assert hyper[0] == hyper[1] and hyper[0].count == 1        # one trained network, 1 + samples generated
 
 
+@pytest.mark.parametrize("x", [eval_cnn, eval_bool])
+def test_each_pool_owns_its_own_candidates(x):
+    """Pools of different counts in one stack: each pool's columns hold its own family, size and count."""
+    s, o = tiny(x)
+    small = [f for f, _ in X.families(x, s, o)]
+    pools = [X.Pool("Naive", max(s.sizes()), 1, 0.1, 0.0)] + [X.Pool(f, x.SMALL, c, lr, 0.0) for f in small
+                                                                 for c, lr in ((3, 0.1), (2, 1.0))]
+    with report.bar(None, "test") as bar:
+        stack, columns = X.train_pools(x, s, o, pools, torch.Generator().manual_seed(0), bar)
+    assert len(stack.groups) == sum(p.count for p in pools)
+    for p in pools:
+        groups = stack.groups[columns[p]]
+        assert len(groups) == p.count
+        assert all(g.template.trained_params == x.model(s, p.family, p.size).trained_params for g in groups)
+    hyper = [X.Pool(X.HYPER, x.SMALL, 1, lr, 0.0) for lr in (0.1, 1.0)]
+    with report.bar(None, "test") as bar:
+        stack, columns = X.train_pools(x, s, o, hyper, torch.Generator().manual_seed(0), bar)
+    assert [columns[p] for p in hyper] == [slice(0, 1 + o.samples), slice(1 + o.samples, 2 + 2 * o.samples)]
+
+
 def fabricated(monkeypatch, x):
     """Tuning scores made up per pool: at lr 0.1 every candidate scores 0.99 (best mean, never solved); at lr 1 a
     candidate solves every other round and scores 0.5 otherwise; at any other rate 0.1."""
