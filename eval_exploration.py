@@ -10,8 +10,9 @@ from the experiment module: its FAMILIES, SMALL network, sizes, selection unit):
   - the HyperNetwork at z = 0 (the faithful evaluation) and the best of k = 1, 2, 4, .., --samples networks
     it generates from latents z ~ N(0, I) drawn after training.
 Every arm is trained at its own learning rate and momentum (tuning.grid), chosen by tuning.choose on fresh
-tuning rounds, each judged on a selection set of its own (a best of k picks its candidate on a second fresh
-selection set), by --criterion (the share of rounds solved: what the comparison reports). The reported rounds
+tuning rounds, each judged on a selection set of its own (a best of k latents picks its candidate on a second
+fresh selection set), by --criterion (the share of rounds solved: what the comparison reports); a best of k
+independently trained small networks trains at the rate chosen for one of them (see `restarted`). The reported rounds
 are then trained afresh at the chosen rates and scored on per-round validation sets; a round's best candidate
 is the one best on a fresh selection set, never on the validation set. At the protocol's length, every arm
 also runs at the protocol's rates (the write-up's setting). Training length is a second axis: --lengths
@@ -298,16 +299,26 @@ def tune(x: ModuleType, s: cli.Settings, o: Exploration, wanted: list[Arm], roun
     sets = {n: x.selection(t, gen, o.selection, cycle=rounds) for n in ("pick", "judge")}
     trained = train_and_score(x, t, o, list(pools.values()), sets, gen, bar, lambda p: (p.family == HYPER, p.size))
     chosen, rows = {}, []
-    for arm in wanted:
+    for arm in [a for a in wanted if not restarted(a)]:
         table = {}
         for point in points:
-            pool = pools[(arm, point)]
-            picks, judged = (candidates_of(arm, trained.of(pool, n)[0]) for n in ("pick", "judge"))
-            values = best_of(picks, judged, arm.candidates)
+            picks, judged = (candidates_of(arm, trained.of(pools[(arm, point)], n)[0]) for n in ("pick", "judge"))
+            values = best_of(picks, judged, arm.candidates) if arm.model == SAMPLED else judged.t().reshape(-1)
             table[point] = values.cpu().numpy()
             rows += rows_for(x, s, o, arm, values, torch.zeros_like(values, dtype=torch.bool), point, "grid")
         chosen[arm] = tuning.choose(table, o.criterion, s.solved_at)
+    for arm in filter(restarted, wanted):
+        chosen[arm] = chosen[Arm(arm.model, arm.size, 1)]
     return chosen, rows
+
+
+def restarted(arm: Arm) -> bool:
+    """A best of k > 1 independently trained networks: it trains at the rate chosen for one of them. Every
+    candidate trains on its own, so (with the choice made on a selection set) the best of k solves a round with
+    about 1 - (1 - p)^k, which grows with the one network's p: the rate best for one is best for every k. Each
+    candidate of the tuning pool counts as a tuning round of the one network (k times the rounds a choice per k
+    would have, and no choice among points that all solve every tuning round)."""
+    return arm.model not in (HYPER, SAMPLED) and arm.candidates > 1
 
 
 # ----------------------------------------------------------------------------- budgets
@@ -612,7 +623,7 @@ def selection_figure(x: ModuleType, o: Exploration, s: cli.Settings) -> report.F
 
 def tuning_figure(x: ModuleType, o: Exploration, s: cli.Settings) -> report.Figure:
     """The grid of the headline arms on their tuning rounds (judged on selection sets), per length."""
-    headline = {Arm(WIDE, max(s.sizes()), 1), Arm(WIDE, x.SMALL, o.restarts), Arm(HYPER, x.SMALL, 1)}
+    headline = {Arm(WIDE, max(s.sizes()), 1), Arm(WIDE, x.SMALL, 1), Arm(HYPER, x.SMALL, 1)}
     views = tuple(report.View("learning rate", lambda m: key(m, "lr"),
                               lambda m, st=st: key(m, "steps") == st and arm_of(m) in headline,
                               f"{st} steps, tuning rounds", log_x=10,

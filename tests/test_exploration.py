@@ -294,7 +294,8 @@ def test_sweep_is_the_network_size_and_k_is_its_own_column(quick):
 
 
 def test_recorded_choices_are_tuning_choose_on_the_grid_rows(quick):
-    """Each tuned arm's rates are tuning.choose's on its grid rows, by the solved share."""
+    """Each tuned arm's rates are tuning.choose's on its grid rows, by the solved share; a best of k > 1 small
+    networks takes the rates of one small network, chosen on every candidate of its tuning pool."""
     x, s, o, out, _ = quick
     recorded = json.loads((out / f"exploration_{x.NAME}.json").read_text())["settings"]["chosen"]
     grid = read(quick, "tuning_")
@@ -302,11 +303,15 @@ def test_recorded_choices_are_tuning_choose_on_the_grid_rows(quick):
     for r in grid:
         tables.setdefault((X.key(r, "steps"), X.name(X.arm_of(r))), {}).setdefault(
             (X.key(r, "lr"), X.key(r, "momentum")), []).append(r.score)
-    assert {(int(st), n) for st, arms in recorded.items() for n in arms} == set(tables)
     for (steps, arm), table in tables.items():
         choice = tuning.choose({p: np.array(v) for p, v in table.items()}, "solved", s.solved_at)
         assert (recorded[str(steps)][arm]["lr"], recorded[str(steps)][arm]["momentum"]) == (choice.lr, choice.momentum)
         assert len(table) == len(tuning.grid(s.optimizer))
+    one = X.name(X.Arm("Naive", x.SMALL, 1))
+    assert len(tables[(s.steps, one)][(0.1, 0.0)]) == o.tuning_rounds * o.restarts     # every candidate counts
+    for steps, arms in recorded.items():
+        for k in range(2, o.restarts + 1):
+            assert arms[X.name(X.Arm("Naive", x.SMALL, k))] == arms[one]
 
 
 def test_selection_noise_rows_from_the_same_candidates(quick):
