@@ -1,31 +1,40 @@
-"""Is width exploration? One wide network against the best of many small ones, at equal budgets.
+"""Is width exploration? One wide network against the best of k small ones, every arm at its own tuned rates.
 
-If over-parameterization works as exploration, then exploring explicitly (training k small networks
-independently and keeping the best) should do as well as one network k times wider, at the same number
-of trained parameters, and it leaves a small final network.
-  - Experiment 1 (1101): one Naive(n) (5n + 1 trained parameters) against the best of k = 1..6 Naive(1)
-    (6k) and the best of 3k RandomConv(1) (2 trained parameters each: 6k as well).
-  - Experiment 2 (AND): one Naive(w) (4w + 1) against the best of k = 1..10 Naive(2) (9k).
-  - Both: the trained HyperNetwork's network at z = 0 (as in the faithful runs) against the best of
-    k = 1, 2, 4, ..., 64 networks it generates from latents z ~ N(0, I) drawn after training.
-Every network is trained and scored as in the faithful runs (same rounds, steps, data and metric). A
-round's best candidate is the one with the best score on a selection set of fresh data, never on the
-validation set; that network is then scored on the validation set like any model.
-Selection noise: the same trained candidates at the largest k, chosen on fresh selection sets 1x, 5x
-and 25x (experiment 1) or 1x, 10x and 100x (experiment 2) --selection, against the oracle bound (the
-candidate best on the validation set itself: an upper bound of any selection rule, not a method).
-Every flag applies to every network the study trains. Writes exploration_{cnn,bool} and
-exploration_selection_{cnn,bool} (.png, .csv, .json).
+If over-parameterization works as exploration, exploring explicitly (train k small networks independently,
+keep the one best on a selection set) should do as well as one network k times wider at the same number of
+trained parameters, and it leaves a small final network. Arms, for both experiments alike (what differs comes
+from the experiment module: its FAMILIES, SMALL network, sizes, selection unit):
+  - one wide Naive network of every size of the sweep (candidates 1);
+  - the best of k = 1..--restarts small networks of each trained family but the HyperNetwork (a family whose
+    small network trains fewer parameters gets as many more candidates as equal parameters buy);
+  - the HyperNetwork at z = 0 (the faithful evaluation) and the best of k = 1, 2, 4, .., --samples networks
+    it generates from latents z ~ N(0, I) drawn after training.
+Every arm is trained at its own learning rate and momentum (tuning.grid), chosen by tuning.choose on fresh
+tuning rounds, each judged on a selection set of its own (a best of k latents picks its candidate on a second
+fresh selection set), by --criterion (the share of rounds solved: what the comparison reports); a best of k
+independently trained small networks trains at the rate chosen for one of them (see `restarted`). The reported rounds
+are then trained afresh at the chosen rates and scored on per-round validation sets; a round's best candidate
+is the one best on a fresh selection set, never on the validation set. At the protocol's length, every arm
+also runs at the protocol's rates (the write-up's setting). Training length is a second axis: --lengths
+lengths, --steps times --length-growth ** i; beyond the protocol's length only the largest wide network is
+run, on --long-rounds rounds (tuning: --long-tuning-rounds). Selection noise, at the protocol's length: the
+best of the largest k small Naive networks chosen on selection sets --selection-growth ** i times as large
+(i = 0, 1, 2), against the oracle bound (the candidate best on the validation set itself: an upper bound of any
+rule, not a method).
+Writes exploration_{cnn,bool}, exploration_selection_{cnn,bool} and exploration_tuning_{cnn,bool}
+(.png, .csv, .json); the JSON records every chosen rate and each arm's budget (parameters, compute, data).
 """
 import interrupts; interrupts.install()             # noqa: E702  (first: Ctrl-C during the imports too)
 import dataclasses
+import functools
 import sys
+from dataclasses import dataclass
 from pathlib import Path
+from types import ModuleType
 
 import numpy as np
 import torch
 from torch import Tensor
-from tqdm import tqdm
 
 import cli
 import data
@@ -33,53 +42,234 @@ import engine
 import eval_bool
 import eval_cnn
 import report
+import search
+import tuning
 from hypernet import Z_DIM
 
-SCRIPTS = {"cnn": eval_cnn, "bool": eval_bool}
-WIDE = {"cnn": "wide Naive(n)", "bool": "wide Naive(w)"}
-SEEDS, ZERO = "HyperNetwork, best of k latents", "HyperNetwork, z = 0"
-SMALL = {"cnn": 1, "bool": 2}                              # the small network: 1 filter, width 2
-RESTARTED = {"cnn": ("Naive", "RandomConv"), "bool": ("Naive",)}
-SELECTION_SCALE = {"cnn": (1, 5, 25), "bool": (1, 10, 100)}
-SELECTION_UNIT = {"cnn": "pairs of sequences", "bool": "points per round"}
+SCRIPTS = {x.NAME: x for x in (eval_cnn, eval_bool)}
+WIDE = "Naive"                                  # the family made wide
+HYPER = "HyperNetwork"                          # z = 0, as the faithful runs score it
+SAMPLED = "HyperNetwork, sampled latents"       # the best of k networks it generates
+TUNED, PROTOCOL_RATES = "tuned", "protocol"
+BLOCK_BYTES = 256 * 2 ** 20                     # the data (and activations) of one block of rounds scored at once
 FLAGS = ["rounds", "steps", "lr", "momentum", "optimizer", "solved_at", "min_filters", "max_filters", "min_width",
-         "max_width", "restarts", "samples", "selection"]
+         "max_width"]
+
+COLUMNS = (report.Column("steps", int, low=1), report.Column("candidates", int, low=1),
+           report.Column("selection", int, low=1), report.Column("chosen_on", str), report.Column("rates", str),
+           report.Column("lr", float, low=0), report.Column("momentum", float, low=0, high=1),
+           report.Column("train_macs", int, key=False, low=0), report.Column("examples", int, key=False, low=0))
+KEYS = [c.name for c in COLUMNS if c.key]
 
 
-@dataclasses.dataclass(frozen=True, kw_only=True)
-class Search:
-    """The search's own settings, added to an experiment's."""
-    restarts: int = cli.setting("largest k of best of k small Naive networks", cli.positive, "a positive integer")
-    samples: int = cli.setting("largest k of best of k sampled hypotheses (k = 1, 2, 4, ...)", cli.positive,
+@dataclass(frozen=True, kw_only=True)
+class Exploration(cli.StudySettings):
+    """The study's own settings, kept beside an experiment's."""
+    restarts: int = cli.setting("largest k of the best of k small networks", cli.positive, "a positive integer")
+    samples: int = cli.setting("largest k of the best of k sampled latents (k = 1, 2, 4, ...)", cli.positive,
                                "a positive integer")
-    selection: int = cli.setting("selection set: pairs of sequences (cnn) or points per round (bool); the "
-                                 "selection-noise figure also uses larger ones", cli.positive, "a positive integer")
+    selection: int = cli.setting("selection set of a round (the experiment's SELECTION_UNIT)", cli.positive,
+                                 "a positive integer")
+    selection_growth: int = cli.setting("selection-noise figure: selection sets this many times larger, twice",
+                                        cli.within(2, 1000), "in [2, 1000]")
+    tuning_rounds: int = cli.setting("fresh rounds per grid point that choose each arm's rates", cli.positive,
+                                     "a positive integer")
+    criterion: str = cli.setting("what the rates are chosen for: the share of rounds solved, or the mean score",
+                                 choices=tuning.CRITERIA, default="solved")
+    lengths: int = cli.setting("training lengths: --steps times --length-growth ** i, i < this", cli.within(1, 4),
+                               "in [1, 4]", default=3)
+    length_growth: int = cli.setting("factor between training lengths", cli.within(2, 64), "in [2, 64]", default=4)
+    long_rounds: int = cli.setting("rounds reported beyond the protocol's length", cli.positive, "a positive integer")
+    long_tuning_rounds: int = cli.setting("tuning rounds beyond the protocol's length", cli.positive,
+                                          "a positive integer")
 
-    def quick(self):
-        return dataclasses.replace(super().quick(), restarts=min(self.restarts, 3), samples=min(self.samples, 4))
+    def quick(self) -> "Exploration":
+        return dataclasses.replace(self, restarts=min(self.restarts, 3), samples=min(self.samples, 4),
+                                   tuning_rounds=min(self.tuning_rounds, 4), lengths=min(self.lengths, 2),
+                                   length_growth=2, long_rounds=min(self.long_rounds, 6),
+                                   long_tuning_rounds=min(self.long_tuning_rounds, 3))
 
-    def memory_bytes(self) -> int:
-        """The candidates' stack is about as large as the wide sweep's."""
-        return 2 * super().memory_bytes()
+    def memory_bytes(self, base: cli.Settings) -> int:
+        """The largest stack (the tuning grid of every arm, or the reported rounds) as the experiment's own
+        estimate scales; the largest selection sets of every round, drawn at once; one block of them scored."""
+        x = script_of(base)
+        arms = len(base.sizes()) + sum(count for _, count in families(x, base, self))
+        rows = max(len(tuning.grid(base.optimizer)) * self.tuning_rounds, base.rounds) * arms
+        stack = base.memory_bytes() * max(1, rows // (base.rounds * len(base.sizes())))
+        one_round = self.selection * self.selection_growth ** 2 * example_bytes(x, base)
+        return stack + max(base.rounds, self.long_rounds) * one_round + max(BLOCK_BYTES, one_round * 40)
 
 
-@dataclasses.dataclass(frozen=True, kw_only=True)
-class CNNSearch(Search, eval_cnn.Settings):
-    """Experiment 1's settings and the search's."""
+PROTOCOLS = {x.NAME: x.PROTOCOL for x in SCRIPTS.values()}
+OWN = {"cnn": Exploration(restarts=6, samples=16, selection=200, selection_growth=3, tuning_rounds=50,
+                          long_rounds=200, long_tuning_rounds=20),
+       "bool": Exploration(restarts=10, samples=16, selection=500, selection_growth=10, tuning_rounds=20,
+                           long_rounds=25, long_tuning_rounds=10)}
 
 
-@dataclasses.dataclass(frozen=True, kw_only=True)
-class BoolSearch(Search, eval_bool.Settings):
-    """Experiment 2's settings and the search's."""
+def script_of(s: cli.Settings) -> ModuleType:
+    return next(x for x in SCRIPTS.values() if type(s) is x.Settings)
 
 
-PROTOCOLS = {"cnn": CNNSearch(**dataclasses.asdict(eval_cnn.PROTOCOL), restarts=6, samples=64, selection=200),
-             "bool": BoolSearch(**dataclasses.asdict(eval_bool.PROTOCOL), restarts=10, samples=64, selection=500)}
+def example_bytes(x: ModuleType, s: cli.Settings) -> int:
+    """Bytes of one example of the experiment's inputs (a sequence, a point)."""
+    inputs, y = x.selection(s, torch.Generator().manual_seed(0), 1, cycle=1).data(0, 1)
+    return sum(t[0].numel() * t.element_size() for t in inputs) // y.shape[-1]
+
+
+# ----------------------------------------------------------------------------- arms and pools
+
+def families(x: ModuleType, s: cli.Settings, o: Exploration) -> list[tuple[str, int]]:
+    """Each restarted family and its largest candidate count: as many as --restarts small Naive networks'
+    trained parameters buy."""
+    unit = x.model(s, WIDE, x.SMALL).trained_params
+    return [(f, o.restarts * unit // x.model(s, f, x.SMALL).trained_params) for f in x.FAMILIES if f != HYPER]
+
+
+def powers_of_two(top: int) -> list[int]:
+    """1, 2, 4, ... up to top, and top itself."""
+    return sorted({2 ** i for i in range(top.bit_length()) if 2 ** i <= top} | {top})
+
+
+@dataclass(frozen=True)
+class Arm:
+    """One thing compared: a family's network of `size`, the best of `candidates` (for SAMPLED: latents)."""
+    model: str
+    size: int
+    candidates: int
+
+
+def arms(x: ModuleType, s: cli.Settings, o: Exploration, sizes: list[int]) -> list[Arm]:
+    """The wide networks of `sizes` (the small one is the best of 1), the best of k of each family, the
+    HyperNetwork at z = 0 and its best of k latents."""
+    out = [Arm(WIDE, n, 1) for n in sizes if n != x.SMALL]
+    out += [Arm(f, x.SMALL, k) for f, top in families(x, s, o) for k in range(1, top + 1)]
+    return out + [Arm(HYPER, x.SMALL, 1)] + [Arm(SAMPLED, x.SMALL, k) for k in powers_of_two(o.samples)]
+
+
+@dataclass(frozen=True)
+class Pool:
+    """`count` candidates per round of one family and size, trained at one rate (a hypernetwork: one
+    trained network, whose z = 0 and sampled networks are the candidates)."""
+    family: str
+    size: int
+    count: int
+    lr: float
+    momentum: float
+
+
+def pools_of(entries: list[tuple[Arm, tuple[float, float]]]) -> list[Pool]:
+    """The pool that serves each (arm, rates): arms of one trained family and size at the same rates share one
+    pool of their largest k (the best of 3 is chosen among the first 3 of the 6 candidates; a HyperNetwork's
+    z = 0 and sampled latents come from one trained network)."""
+    largest: dict[tuple, int] = {}
+    for arm, (lr, m) in entries:
+        k = (trained_family(arm), arm.size, lr, m)
+        largest[k] = max(largest.get(k, 1), 1 if trained_family(arm) == HYPER else arm.candidates)
+    return [Pool(trained_family(a), a.size, largest[(trained_family(a), a.size, lr, m)], lr, m) for a, (lr, m) in entries]
+
+
+def trained_family(arm: Arm) -> str:
+    return HYPER if arm.model == SAMPLED else arm.model
+
+
+# ----------------------------------------------------------------------------- training and scoring
+
+@dataclass
+class Trained:
+    """Pools trained and scored: each pool's (rounds, C) scores and diverged flags on each named set."""
+    columns: dict[Pool, slice]
+    scores: dict[str, Tensor]
+    diverged: dict[str, Tensor]
+
+    def of(self, pool: Pool, on: str) -> tuple[Tensor, Tensor]:
+        return self.scores[on][:, self.columns[pool]], self.diverged[on][:, self.columns[pool]]
+
+
+def train_pools(x: ModuleType, s: cli.Settings, o: Exploration, pools: list[Pool], gen: torch.Generator, bar
+                ) -> tuple[engine.Stack, dict[Pool, slice]]:
+    """Every pool of one class in one stack, each candidate a group of `s.rounds` rounds at its pool's rates;
+    a hypernetwork's groups become its generated networks (z = 0, then --samples latents)."""
+    templates = [x.model(s, p.family, p.size) for p in pools for _ in range(p.count)]
+    per = lambda key: [getattr(p, key) for p in pools for _ in range(p.count)]
+    stack = x.train(s, gen, templates, bar, lr=per("lr"), momentum=per("momentum"))
+    if pools[0].family == HYPER:
+        stack = generated(stack, o.samples, gen)
+    widths = [1 + o.samples if p.family == HYPER else p.count for p in pools]
+    starts = np.cumsum([0] + widths).tolist()
+    return stack, {p: slice(a, b) for p, a, b in zip(pools, starts, starts[1:])}
+
+
+def generated(stack: engine.Stack, samples: int, gen: torch.Generator) -> engine.Stack:
+    """The networks each trained hypernetwork generates: per group, at z = 0 and at `samples` latents z ~ N(0, I),
+    each a group of the group's rounds (so that round r of every candidate meets round r's data)."""
+    hyper = stack.groups[0].template
+    params, groups = [], []
+    for g in stack.groups:
+        rounds = g.stop - g.start
+        own = stack.group_params(g)
+        z = torch.cat([torch.zeros(rounds, Z_DIM, device=gen.device), data.latents((samples * rounds,), gen, Z_DIM)])
+        tiled = {k: v.repeat(1 + samples, *([1] * (v.dim() - 1))) for k, v in own.items()}
+        params.append(hyper.stacked_generate(tiled, z))
+    template = hyper.generate(torch.zeros(Z_DIM, device=gen.device))
+    rounds = stack.groups[0].stop - stack.groups[0].start
+    groups = [engine.Group(template, i * rounds, (i + 1) * rounds) for i in range(len(stack.groups) * (1 + samples))]
+    joined = {k: torch.cat([p[k] for p in params]) for k in params[0]}
+    return engine.Stack(joined, {k: torch.zeros_like(v) for k, v in joined.items()}, groups)
+
+
+@torch.no_grad()
+def scored(stack: engine.Stack, scorer: engine.Scorer) -> tuple[Tensor, Tensor]:
+    """Scores and diverged flags (rounds, groups) of a stack whose groups each hold the same rounds: the data
+    of a block of rounds is drawn once and met by every group (as `engine.evaluate` scores, by round)."""
+    rounds = stack.groups[0].stop - stack.groups[0].start
+    probe, y = scorer.data(0, 1)
+    per_round = sum(t[0].numel() * t.element_size() for t in probe) * (2 + max(
+        sum(p.numel() for p in g.template.parameters()) for g in stack.groups))
+    block = max(1, min(rounds, BLOCK_BYTES // per_round))
+    scores = torch.empty(rounds, len(stack.groups), device=y.device)
+    diverged = torch.empty(rounds, len(stack.groups), dtype=torch.bool, device=y.device)
+    for start in range(0, rounds, block):
+        stop = min(start + block, rounds)
+        inputs, y = scorer.data(start, stop)
+        for c, group in enumerate(stack.groups):
+            out = engine.logits(stack, group, inputs, scorer.shared, start, stop)
+            scores[start:stop, c] = scorer.metric(out, y)
+            finite = torch.isfinite(out).all(-1)
+            for p in stack.group_params(group, start, stop).values():
+                finite &= torch.isfinite(p).flatten(1).all(1)
+            diverged[start:stop, c] = ~finite
+    return scores, diverged
+
+
+def train_and_score(x: ModuleType, s: cli.Settings, o: Exploration, pools: list[Pool], sets: dict[str, engine.Scorer],
+                    gen: torch.Generator, bar, stack_of, only: dict[str, set[Pool]] | None = None) -> Trained:
+    """Train the pools, one stack per value of `stack_of(pool)` (a class, or a class and a size), and score
+    every candidate on every set; a set named in `only` scores only those pools' candidates (others: NaN)."""
+    columns, scores, diverged, offset = {}, {n: [] for n in sets}, {n: [] for n in sets}, 0
+    unique = list(dict.fromkeys(pools))
+    for kind in dict.fromkeys(map(stack_of, unique)):
+        members = [p for p in unique if stack_of(p) == kind]
+        stack, cols = train_pools(x, s, o, members, gen, bar)
+        for name, scorer in sets.items():
+            wanted = [i for p, c in cols.items() if only is None or name not in only or p in only[name]
+                      for i in range(c.start, c.stop)]
+            a = torch.full((s.rounds, len(stack.groups)), float("nan"), device=gen.device)
+            b = torch.zeros((s.rounds, len(stack.groups)), dtype=torch.bool, device=gen.device)
+            if wanted:
+                a[:, wanted], b[:, wanted] = scored(engine.Stack(stack.params, stack.masks,
+                                                                 [stack.groups[i] for i in wanted]), scorer)
+            scores[name].append(a)
+            diverged[name].append(b)
+        columns.update({p: slice(c.start + offset, c.stop + offset) for p, c in cols.items()})
+        offset += len(stack.groups)
+    return Trained(columns, {n: torch.cat(v, 1) for n, v in scores.items()},
+                   {n: torch.cat(v, 1) for n, v in diverged.items()})
 
 
 def pick(selection: Tensor, k: int) -> Tensor:
-    """Per round, the index of the candidate, among the first k, best on the selection scores (R, C);
-    a tie goes to the earlier one."""
+    """Per round, the index of the candidate, among the first k, best on the selection scores (R, C); a tie
+    goes to the earlier one."""
     return selection[:, :k].argmax(1)
 
 
@@ -88,231 +278,405 @@ def best_of(selection: Tensor, validation: Tensor, k: int) -> Tensor:
     return validation.gather(1, pick(selection, k)[:, None])[:, 0]
 
 
-@dataclasses.dataclass
-class Scored:
-    """Each round's candidates scored on one data set: scores and diverged, both (R, C)."""
-    scores: Tensor
-    diverged: Tensor
-
-    def rows(self, model: str, sweep: int, budget: int, chosen: Tensor | None = None) -> list[report.Row]:
-        """One row per round: the candidate `chosen` (R,) of each round (default: the only one)."""
-        at = torch.zeros(len(self.scores), dtype=torch.long) if chosen is None else chosen
-        scores, diverged = (t.gather(1, at[:, None].to(t.device))[:, 0].tolist() for t in (self.scores, self.diverged))
-        return [report.Row(model, sweep, budget, r, s, d) for r, (s, d) in enumerate(zip(scores, diverged))]
-
-    def columns(self, start: int, stop: int) -> "Scored":
-        return Scored(self.scores[:, start:stop], self.diverged[:, start:stop])
+def candidates_of(arm: Arm, scores: Tensor) -> Tensor:
+    """The columns an arm chooses among: a hypernetwork's z = 0 network, or its sampled ones."""
+    if arm.model == HYPER:
+        return scores[:, :1]
+    return scores[:, 1:] if arm.model == SAMPLED else scores
 
 
-def scored(stack: engine.Stack, rounds: int, scorer: engine.Scorer) -> Scored:
-    """A candidate-major stack (row c * rounds + r is candidate c of round r) scored -> (rounds, C) each."""
-    return Scored(*(t.view(-1, rounds).t() for t in scorer(stack)))
+# ----------------------------------------------------------------------------- tuning
+
+def tune(x: ModuleType, s: cli.Settings, o: Exploration, wanted: list[Arm], rounds: int, gen: torch.Generator, bar
+         ) -> tuple[dict[Arm, tuning.Choice], list[report.Row]]:
+    """Each arm's rates: every grid point trains its pools on `rounds` fresh tuning rounds; a best of k picks on
+    one fresh selection set and is judged on another; tuning.choose takes the best point by --criterion (ties:
+    the better mean, then the smaller rate, then the smaller momentum). Nothing here sees a validation set."""
+    t = dataclasses.replace(s, rounds=rounds)
+    points = tuning.grid(s.optimizer)
+    entries = [(arm, point) for arm in wanted for point in points]
+    pools = dict(zip(entries, pools_of(entries)))
+    sets = {n: x.selection(t, gen, o.selection, cycle=rounds) for n in ("pick", "judge")}
+    trained = train_and_score(x, t, o, list(pools.values()), sets, gen, bar, lambda p: (p.family == HYPER, p.size))
+    chosen, rows = {}, []
+    for arm in [a for a in wanted if not restarted(a)]:
+        table = {}
+        for point in points:
+            picks, judged = (candidates_of(arm, trained.of(pools[(arm, point)], n)[0]) for n in ("pick", "judge"))
+            values = best_of(picks, judged, arm.candidates) if arm.model == SAMPLED else judged.t().reshape(-1)
+            table[point] = values.cpu().numpy()
+            rows += rows_for(x, s, o, arm, values, torch.zeros_like(values, dtype=torch.bool), point, "grid")
+        chosen[arm] = tuning.choose(table, o.criterion, s.solved_at)
+    for arm in filter(restarted, wanted):
+        chosen[arm] = chosen[Arm(arm.model, arm.size, 1)]
+    return chosen, rows
 
 
-def train_candidates(e: str, s: cli.Settings, gen: torch.Generator, bar: tqdm) -> tuple[engine.Stack, dict[str, int]]:
-    """Train every restarted family's candidates in one stack; returns it and each family's count.
-
-    A family's candidates are as many as a budget of --restarts small Naive networks buys: for
-    RandomConv(1), which trains 2 parameters against Naive(1)'s 6, three times as many.
-    """
-    script = SCRIPTS[e]
-    small = {f: script.model(s, f, SMALL[e]) for f in RESTARTED[e]}
-    counts = {f: s.restarts * small["Naive"].trained_params // net.trained_params for f, net in small.items()}
-    return script.train(s, gen, [small[f] for f in small for _ in range(counts[f])], bar), counts
+def restarted(arm: Arm) -> bool:
+    """A best of k > 1 independently trained networks: it trains at the rate chosen for one of them. Every
+    candidate trains on its own, so (with the choice made on a selection set) the best of k solves a round with
+    about 1 - (1 - p)^k, which grows with the one network's p: the rate best for one is best for every k. Each
+    candidate of the tuning pool counts as a tuning round of the one network (k times the rounds a choice per k
+    would have, and no choice among points that all solve every tuning round)."""
+    return arm.model not in (HYPER, SAMPLED) and arm.candidates > 1
 
 
-def by_family(candidates: Scored, counts: dict[str, int]) -> dict[str, Scored]:
-    out, start = {}, 0
-    for family, count in counts.items():
-        out[family] = candidates.columns(start, start + count)
-        start += count
+# ----------------------------------------------------------------------------- budgets
+
+def forward_macs(x: ModuleType, s: cli.Settings, net: torch.nn.Module) -> int:
+    """Multiply-adds of one forward pass of `net` on one example (counted by torch; the tests check them
+    against search.cnn_forward_macs and search.bool_forward_macs)."""
+    from torch.utils.flop_counter import FlopCounterMode
+    inputs, _ = x.selection(s, torch.Generator().manual_seed(0), 1, cycle=1).data(0, 1)
+    with FlopCounterMode(display=False) as counter, torch.no_grad():
+        net.cpu()(inputs[0][0][:1].cpu())
+    return counter.get_total_flops() // 2
+
+
+@dataclass(frozen=True)
+class Budget:
+    """What an arm spends: trained parameters (all candidates), the final network's size, the multiply-adds of
+    training and of choosing (forward and backward, search.py's convention), and the examples it sees."""
+    trained_params: int
+    final_size: int
+    train_macs: int
+    examples: int
+
+
+@functools.lru_cache(maxsize=None)
+def budget(x: ModuleType, s: cli.Settings, o: Exploration, arm: Arm) -> Budget:
+    """k candidates each take s.steps gradient steps on x.BATCH examples; a best of k > 1 also scores its k
+    candidates on the selection set (seen once). A hypernetwork trains once; its k latents are scored."""
+    net = x.model(s, trained_family(arm), arm.size)
+    final = net.generate(torch.zeros(Z_DIM)) if arm.model in (HYPER, SAMPLED) else net
+    trained_copies = 1 if arm.model in (HYPER, SAMPLED) else arm.candidates
+    step = search.gradient_step_macs(forward_macs(x, s, net), x.BATCH)
+    selection_examples = x.selection(s, torch.Generator().manual_seed(0), o.selection, cycle=1).data(0, 1)[1].shape[-1]
+    choosing = arm.candidates > 1
+    macs = trained_copies * s.steps * step
+    macs += choosing * arm.candidates * search.evaluation_macs(forward_macs(x, s, final), selection_examples)
+    return Budget(trained_copies * net.trained_params, final.final_size, macs,
+                  trained_copies * s.steps * x.BATCH + choosing * selection_examples)
+
+
+# ----------------------------------------------------------------------------- rows
+
+def rows_for(x: ModuleType, s: cli.Settings, o: Exploration, arm: Arm, scores: Tensor, diverged: Tensor,
+             rates: tuple[float, float], label: str, selection: int | None = None, chosen_on: str = "selection"
+             ) -> list[report.Row]:
+    """One row per round of an arm."""
+    b = budget(x, s, o, arm)
+    keys = (("steps", s.steps), ("candidates", arm.candidates), ("selection", selection or o.selection),
+            ("chosen_on", chosen_on), ("rates", label), ("lr", float(rates[0])), ("momentum", float(rates[1])),
+            ("train_macs", b.train_macs), ("examples", b.examples))
+    return [report.Row(arm.model, arm.size, b.trained_params, r, v, d, keys)
+            for r, (v, d) in enumerate(zip(scores.tolist(), diverged.tolist()))]
+
+
+def reported(x: ModuleType, s: cli.Settings, o: Exploration, rated: dict[str, dict[Arm, tuple[float, float]]],
+             gen: torch.Generator, bar, noise_sizes: list[int]) -> tuple[list[report.Row], list[report.Row]]:
+    """Train every arm at its rates (each label's: tuned, protocol) afresh, in one stack per class, pick on a
+    fresh selection set, score on per-round validation sets; and the selection-noise rows: the largest best of
+    k of the wide family chosen on fresh selection sets of `noise_sizes` and by the oracle, and the largest
+    wide network for reference."""
+    pools = {label: dict(zip(at, pools_of(list(at.items())))) for label, at in rated.items()}
+    sizes = list(dict.fromkeys([o.selection, *noise_sizes]))
+    sets = {"validation": x.validation(s, gen, cycle=s.rounds),
+            **{size: x.selection(s, gen, size, cycle=s.rounds) for size in sizes}}
+    chosen_by_more = {pools[label][arm] for label, at in rated.items() for arm in noisy(at) if arm.candidates > 1}
+    trained = train_and_score(x, s, o, [p for by in pools.values() for p in by.values()], sets, gen, bar,
+                              lambda p: p.family == HYPER, {size: chosen_by_more for size in sizes[1:]})
+    main, noise = [], []
+    for label, at in rated.items():
+        for arm, rates in at.items():
+            val, div = (candidates_of(arm, t) for t in trained.of(pools[label][arm], "validation"))
+            choose = lambda on, k=arm.candidates: pick(candidates_of(arm, trained.of(pools[label][arm], on)[0]), k)
+            at_pick = lambda chosen: (val.gather(1, chosen[:, None])[:, 0], div.gather(1, chosen[:, None])[:, 0])
+            main += rows_for(x, s, o, arm, *at_pick(choose(o.selection)), rates, label)
+            if arm in noisy(at) and noise_sizes:
+                for size in sizes:
+                    noise += rows_for(x, s, o, arm, *at_pick(choose(size) if arm.candidates > 1 else
+                                                            torch.zeros_like(val[:, 0], dtype=torch.long)),
+                                      rates, label, size)
+                    if arm.candidates > 1:
+                        noise += rows_for(x, s, o, arm, *at_pick(pick(val, arm.candidates)), rates, label, size,
+                                          "validation")
+    return main, noise
+
+
+def noisy(at) -> list[Arm]:
+    """The arms of the selection-noise figure: the wide family's largest best of k and, for reference, the
+    largest wide network."""
+    top = lambda key: max((a for a in at if a.model == WIDE), key=key)
+    return [top(lambda a: (a.candidates == 1, a.size)), top(lambda a: a.candidates)]
+
+
+def length_settings(s: cli.Settings, o: Exploration, i: int) -> tuple[cli.Settings, int, list[int]]:
+    """Settings, tuning rounds and wide sizes of the i-th training length."""
+    if i == 0:
+        return s, o.tuning_rounds, list(s.sizes())
+    longer = dataclasses.replace(s, steps=s.steps * o.length_growth ** i, rounds=o.long_rounds)
+    return longer, o.long_tuning_rounds, [max(s.sizes())]
+
+
+def run(x: ModuleType, s: cli.Settings, o: Exploration, gen: torch.Generator, record: dict
+        ) -> dict[str, list[report.Row]]:
+    """Every length: tune every arm, train and report it at its rates (and, at the protocol's length, at the
+    protocol's); the chosen rates and every arm's budget go into `record` (the JSON)."""
+    main, noise, grid = [], [], []
+    record.update(chosen={}, budgets={})
+    with report.bar(sum(length_settings(s, o, i)[0].steps for i in range(o.lengths)) * 4, f"exploration ({x.NAME})"
+                    ) as bar:
+        for i in range(o.lengths):
+            si, tuning_rounds, sizes = length_settings(s, o, i)
+            wanted = arms(x, si, o, sizes)
+            chosen, rows = tune(x, si, o, wanted, tuning_rounds, gen, bar)
+            grid += rows
+            rated = {TUNED: {a: (c.lr, c.momentum) for a, c in chosen.items()}}
+            if i == 0:
+                rated[PROTOCOL_RATES] = {a: (s.lr, s.momentum) for a in wanted}
+            noise_sizes = [o.selection * o.selection_growth ** j for j in range(3)] if i == 0 else []
+            m, n = reported(x, si, o, rated, gen, bar, noise_sizes)
+            main, noise = main + m, noise + n
+            record["chosen"][str(si.steps)] = {name(a): dataclasses.asdict(c) for a, c in chosen.items()}
+            record["budgets"][str(si.steps)] = {name(a): dataclasses.asdict(budget(x, si, o, a)) for a in wanted}
+    return {f"exploration_{x.NAME}": main, f"exploration_selection_{x.NAME}": noise,
+            f"exploration_tuning_{x.NAME}": grid}
+
+
+def name(arm: Arm) -> str:
+    """How an arm reads: "Naive(7)", "best of 6 Naive(1)", "HyperNetwork, best of 64 sampled latents"."""
+    if arm.model == SAMPLED:
+        return f"{HYPER}, best of {arm.candidates} sampled latents"
+    if arm.model == HYPER:
+        return f"{HYPER}, z = 0"
+    return f"best of {arm.candidates} {arm.model}({arm.size})" if arm.candidates > 1 else f"{arm.model}({arm.size})"
+
+
+def arm_of(r) -> Arm:
+    """The arm of a row or a summary (its model, sweep and `candidates` key column)."""
+    values = dict(r.extra) if isinstance(r, report.Row) else dict(zip(KEYS, r.keys))
+    return Arm(r.model, r.sweep, values["candidates"])
+
+
+def key(r, column: str):
+    return (dict(r.extra) if isinstance(r, report.Row) else dict(zip(KEYS, r.keys)))[column]
+
+
+# ----------------------------------------------------------------------------- notes
+
+def groups(rows: list[report.Row]) -> dict[tuple, np.ndarray]:
+    """Scores in round order by (arm, steps, rates, selection, chosen_on), through report.by_model."""
+    series = lambda r: (arm_of(r), key(r, "steps"), key(r, "rates"), key(r, "selection"), key(r, "chosen_on"))
+    return {name: next(iter(by.values())) for name, by in report.by_model(rows, series).items()}
+
+
+def first_row(rows: list[report.Row]) -> dict[tuple, report.Row]:
+    out = {}
+    for r in rows:
+        out.setdefault((arm_of(r), key(r, "steps"), key(r, "rates")), r)
     return out
 
 
-def hypotheses(e: str, s: cli.Settings, gen: torch.Generator, bar: tqdm, sets: dict
-               ) -> tuple[dict[str, Scored], int]:
-    """Train the HyperNetwork; the networks it generates at z = 0 (column 0) and at --samples latents
-    z ~ N(0, I), scored on each set of `sets`, and its trained parameter count."""
-    hyper = SCRIPTS[e].model(s, "HyperNetwork", SMALL[e])
-    stack = SCRIPTS[e].train(s, gen, [hyper], bar)
-    rounds, dev = s.rounds, gen.device
-    z = torch.cat([torch.zeros(rounds, Z_DIM, device=dev), data.latents((s.samples * rounds,), gen, Z_DIM)])
-    tiled = {name: p.repeat(1 + s.samples, *([1] * (p.dim() - 1))) for name, p in stack.params.items()}
-    generated = engine.frozen_stack(hyper.generate(torch.zeros(Z_DIM, device=dev)), hyper.stacked_generate(tiled, z))
-    return {name: scored(generated, rounds, d) for name, d in sets.items()}, hyper.trained_params
-
-
-def powers_of_two(top: int) -> list[int]:
-    """1, 2, 4, ... up to top, and top itself."""
-    return sorted({2 ** i for i in range(top.bit_length()) if 2 ** i <= top} | {top})
-
-
-def explore(e: str, s: cli.Settings, gen: torch.Generator, sets: dict, draw_selection
-            ) -> dict[str, list[report.Row]]:
-    """The rows of both figures. `sets` holds the "selection" and "validation" data; after all training,
-    `draw_selection(size)` draws the larger fresh selection sets of the selection-noise figure."""
-    small, script = SMALL[e], SCRIPTS[e]
-    with report.bar(2 * s.steps, f"exploration ({e})") as bar:
-        stack, counts = train_candidates(e, s, gen, bar)
-        pools = {name: by_family(scored(stack, s.rounds, d), counts) for name, d in sets.items()}
-        generated, hyper_params = hypotheses(e, s, gen, bar, sets)
-    rows = []
-    for family in counts:
-        sel, val = pools["selection"][family], pools["validation"][family]
-        each = script.model(s, family, small).trained_params
-        for k in range(1, counts[family] + 1):
-            rows += val.rows(f"best of k {family}({small})", k, k * each, pick(sel.scores, k))
-    sel, val = generated["selection"].columns(1, None), generated["validation"].columns(1, None)
-    rows += generated["validation"].rows(ZERO, 1, hyper_params)
-    for k in powers_of_two(s.samples):
-        rows += val.rows(SEEDS, k, hyper_params, pick(sel.scores, k))
-    return {f"exploration_{e}": rows, f"exploration_selection_{e}": selection_noise(e, s, stack, counts, pools,
-                                                                                   draw_selection)}
-
-
-def selection_noise(e: str, s: cli.Settings, stack: engine.Stack, counts: dict[str, int], pools: dict,
-                    draw_selection) -> list[report.Row]:
-    """Best of the largest k chosen on selection sets of growing size, and the oracle bound, per family."""
-    small, script = SMALL[e], SCRIPTS[e]
-    sizes = [factor * s.selection for factor in SELECTION_SCALE[e]]
-    choices = {sizes[0]: pools["selection"]}
-    for size in sizes[1:]:
-        choices[size] = by_family(scored(stack, s.rounds, draw_selection(size)), counts)
-    rows = []
-    for family, count in counts.items():
-        val, budget = pools["validation"][family], count * script.model(s, family, small).trained_params
-        rows += [r for size in sizes
-                 for r in val.rows(f"best of k {family}({small})", size, budget, pick(choices[size][family].scores, count))]
-        rows += [r for size in sizes for r in val.rows(oracle(family, small), size, budget, pick(val.scores, count))]
-    return rows
-
-
-def oracle(family: str, small: int) -> str:
-    return f"oracle bound, best of k {family}({small})"
-
-
-def wide_rows(e: str, rows: list[report.Row], figure_of_selection: bool, s: cli.Settings) -> list[report.Row]:
-    """The wide sweep's rows renamed; for the selection figure, its largest network at every selection size."""
-    wide = [dataclasses.replace(r, model=WIDE[e]) for r in rows]
-    if not figure_of_selection:
-        return wide
-    top = max(r.sweep for r in wide)
-    return [dataclasses.replace(r, sweep=factor * s.selection) for factor in SELECTION_SCALE[e]
-            for r in wide if r.sweep == top]
-
-
-def combined(e: str, s: cli.Settings, wide: list[report.Row], explored: dict[str, list[report.Row]]) -> dict:
-    return {name: wide_rows(e, wide, name.startswith("exploration_selection"), s) + rows
-            for name, rows in explored.items()}
-
-
-def run(e: str, s: cli.Settings, gen: torch.Generator) -> dict[str, list[report.Row]]:
-    script = SCRIPTS[e]
-    validation = script.validation(s, gen, cycle=s.rounds)
-    wide = script.sweep(s, gen, validation, families=("Naive",))
-    sets = {"selection": script.selection(s, gen, s.selection, cycle=s.rounds), "validation": validation}
-    draw = lambda size: script.selection(s, gen, size, cycle=s.rounds)
-    return combined(e, s, wide, explore(e, s, gen, sets, draw))
-
-
-def label(model: str, sweep: int) -> str:
-    """A model name with its sweep value in: "best of k Naive(1)" at 6 is "best of 6 Naive(1)"."""
-    return f"wide Naive({sweep})" if model in WIDE.values() else model.replace(" k ", f" {sweep} ")
-
-
-def groups_of(rows: list[report.Row]) -> dict[str, dict[int, list[report.Row]]]:
-    groups: dict[str, dict[int, list[report.Row]]] = {}
-    for r in rows:
-        groups.setdefault(r.model, {}).setdefault(r.sweep, []).append(r)
-    return groups
-
-
-def difference(a: list[report.Row], b: list[report.Row], paired: bool, solved_at: float) -> str:
-    """Mean and solved share of a minus b, with 95 % bootstrap intervals, as printed."""
-    sa, sb = (np.array([r.score for r in sorted(rows, key=lambda r: r.round)]) for rows in (a, b))
-    mean = report.difference_ci(sa, sb, paired)
-    solved = report.difference_ci(sa >= solved_at, sb >= solved_at, paired)
-    return (f"mean {mean[0]:+.4f} [{mean[1]:+.4f}, {mean[2]:+.4f}], solved {100 * solved[0]:+.1f} "
-            f"[{100 * solved[1]:+.1f}, {100 * solved[2]:+.1f}] points")
-
-
-def comparisons(e: str) -> cli.Notes:
-    """The key differences, with 95 % bootstrap intervals: width against restarts at the largest
-    budget, the best sampled hypothesis against z = 0 (paired by round), restarts against samples."""
+def comparisons(x: ModuleType, o: Exploration) -> cli.Notes:
+    """Per length and rates: width minus each family's best of its largest k at equal trained parameters,
+    restarts minus the HyperNetwork's best latents at equal k, the best latents minus z = 0 (paired: every
+    arm of a round meets that round's validation set), independent tries 1 - (1 - p)^k from the best of 1;
+    each with its rates and its budget three ways."""
     def notes(rows: list[report.Row], solved_at: float) -> str:
-        groups = groups_of(rows)
-        largest = {model: max(by_sweep) for model, by_sweep in groups.items()}
-
-        def line(a: str, b: str, paired: bool) -> str:
-            ra, rb = groups[a][largest[a]], groups[b][largest[b]]
-            name = lambda m, rs: f"{label(m, largest[m])} [{rs[0].params}]"
-            return (f"  {name(a, ra)} - {name(b, rb)}{' (paired)' if paired else ''}: "
-                    + difference(ra, rb, paired, solved_at))
-        small = SMALL[e]
-        pairs = [(WIDE[e], f"best of k {f}({small})", False) for f in RESTARTED[e]]
-        pairs += [(SEEDS, ZERO, True), (f"best of k Naive({small})", SEEDS, False)]
-        lines = [line(a, b, paired) for a, b, paired in pairs if a in groups and b in groups]
-        header = "differences a - b at each one's largest sweep point [trained parameters], 95 % bootstrap:"
-        return "\n".join([header] + lines)
-    return notes
-
-
-def selection_comparisons(e: str) -> cli.Notes:
-    """Width minus restarts chosen on each selection size, width minus the oracle bound, and the
-    oracle bound minus the restarts (paired: the same candidates), with 95 % bootstrap intervals."""
-    def notes(rows: list[report.Row], solved_at: float) -> str:
-        groups = groups_of(rows)
-        lines = [f"selection noise at the largest k, 95 % bootstrap (selection sizes in {SELECTION_UNIT[e]}):"]
-        for family in RESTARTED[e]:
-            chosen, bound = f"best of k {family}({SMALL[e]})", oracle(family, SMALL[e])
-            if chosen not in groups or WIDE[e] not in groups:
-                continue
-            for size, members in groups[chosen].items():
-                wide = groups[WIDE[e]][size]
-                lines.append(f"  {family}, selection {size}: wide - restarts: {difference(wide, members, False, solved_at)}; "
-                             f"oracle - restarts (paired): {difference(groups[bound][size], members, True, solved_at)}")
-            first = next(iter(groups[bound]))
-            lines.append(f"  {family}: wide - oracle bound: "
-                         f"{difference(groups[WIDE[e]][first], groups[bound][first], False, solved_at)}")
+        g, first = groups(rows), first_row(rows)
+        lines = ["differences a - b, paired by round (each round's own validation set), 95 % bootstrap; "
+                 "rates chosen by tuning.choose on tuning rounds (ties: better mean, smaller lr, smaller momentum)"]
+        for steps, label in dict.fromkeys((key(r, "steps"), key(r, "rates")) for r in rows):
+            here = {a: first[(a, st, lb)] for a, st, lb in first if st == steps and lb == label}
+            scores = {a: g[(a, steps, label, key(r, "selection"), "selection")] for a, r in here.items()}
+            lines.append(f"{steps} steps, {label} rates:")
+            for a, r in here.items():
+                lines.append(f"  {name(a)}: lr {key(r, 'lr'):g}, momentum {key(r, 'momentum'):g}; mean "
+                             f"{scores[a].mean():.4f}, solved {100 * (scores[a] >= solved_at).mean():.1f} %; budget: "
+                             f"{r.params} trained parameters, {budget_text(r)}")
+            for a, b in pairs(list(here)):
+                lines.append(f"  {name(a)} - {name(b)}: {report.compare(scores[a], scores[b], True, solved_at)}; "
+                             f"{ratio_text(here[a], here[b])}")
+            for a in here:
+                if a.model not in (HYPER, SAMPLED) and a.candidates > 1 and Arm(a.model, a.size, 1) in scores:
+                    p = (scores[Arm(a.model, a.size, 1)] >= solved_at).mean()
+                    if a.candidates == max(b.candidates for b in here if b.model == a.model):
+                        lines.append(f"  independent tries 1 - (1 - p)^{a.candidates} from one {a.model}({a.size}) at "
+                                     f"these rates: {100 * (1 - (1 - p) ** a.candidates):.1f} %")
         return "\n".join(lines)
     return notes
 
 
-def figure(e: str) -> report.Figure:
-    script = SCRIPTS[e]
-    small = SMALL[e]
-    restarted = tuple(f"best of k {f}({small})" for f in RESTARTED[e])
-    wide = WIDE[e]
-    budget = report.View("trained parameters (budget)", lambda s: s.params, lambda s: s.model != SEEDS, "equal budget")
-    size = report.View("candidates tried (k); the final network is small", lambda s: s.sweep,
-                       lambda s: s.model != wide, "equal final size", log_x=2)
-    return dataclasses.replace(script.FIGURE, name=f"exploration_{e}", views=(budget, size),
-                               title=f"{script.FIGURE.title}: width or restarts", models=(wide, *restarted, ZERO, SEEDS))
+def pairs(present: list[Arm]) -> list[tuple[Arm, Arm]]:
+    """Width against each family's largest best of k (equal trained parameters) and against the HyperNetwork
+    (z = 0 and its best latents: about as many trained parameters); restarts against the sampled latents at the
+    largest k both have (equal final size, as many candidates); the best latents against z = 0."""
+    largest = lambda model: max((a for a in present if a.model == model), key=lambda a: a.candidates, default=None)
+    wide = max((a for a in present if a.model == WIDE and a.candidates == 1), key=lambda a: a.size, default=None)
+    restarted = [largest(m) for m in dict.fromkeys(a.model for a in present if a.candidates > 1 and a.model != SAMPLED)]
+    sampled, zero = largest(SAMPLED), largest(HYPER)
+    out = [(wide, b) for b in [*restarted, zero, sampled] if b is not None and b != wide]
+    for b in restarted:
+        same = max((a for a in present if a.model == SAMPLED and a.candidates <= b.candidates),
+                   key=lambda a: a.candidates, default=None)
+        out += [(b, same)] if same is not None else []
+    out += [(sampled, zero)] if sampled is not None and zero is not None else []
+    return [(a, b) for a, b in out if a is not None]
 
 
-def selection_figure(e: str) -> report.Figure:
-    script, small = SCRIPTS[e], SMALL[e]
-    restarted = tuple(m for f in RESTARTED[e] for m in (f"best of k {f}({small})", oracle(f, small)))
-    view = report.View(f"selection set ({SELECTION_UNIT[e]}); k at its largest", lambda s: s.sweep, log_x=2)
-    bounds = tuple((oracle(f, small), dict(color=f"C{2 * i + 1}", marker="", linestyle="--"))
-                   for i, f in enumerate(RESTARTED[e]))
-    chosen = tuple((f"best of k {f}({small})", dict(color=f"C{2 * i + 1}", marker="o")) for i, f in enumerate(RESTARTED[e]))
-    return dataclasses.replace(script.FIGURE, name=f"exploration_selection_{e}", views=(view,),
-                               title=f"{script.FIGURE.title}: restarts chosen on more data",
-                               models=(WIDE[e], *restarted), styles=(*chosen, *bounds, (WIDE[e], dict(color="C0"))))
+def budget_text(r: report.Row) -> str:
+    return f"{key(r, 'train_macs'):.3g} multiply-adds, {key(r, 'examples'):,} examples seen"
 
 
-def job(e: str, s: cli.Settings) -> cli.Job:
-    return cli.Job((figure(e), selection_figure(e)), s, PROTOCOLS[e], lambda gen: run(e, s, gen),
-                   notes={f"exploration_{e}": comparisons(e), f"exploration_selection_{e}": selection_comparisons(e)})
+def ratio_text(a: report.Row, b: report.Row) -> str:
+    """How the two budgets differ, three ways: a / b."""
+    ratio = lambda u, v: f"{u / v:.2f}x" if v else "-"
+    return (f"budget a/b: trained parameters {ratio(a.params, b.params)}, compute "
+            f"{ratio(key(a, 'train_macs'), key(b, 'train_macs'))}, data {ratio(key(a, 'examples'), key(b, 'examples'))}")
+
+
+def selection_comparisons(x: ModuleType) -> cli.Notes:
+    """Per length and rates, the largest k of each family chosen on each selection size and by the oracle,
+    against the largest wide network (paired by round)."""
+    def notes(rows: list[report.Row], solved_at: float) -> str:
+        g = groups(rows)
+        lines = [f"selection noise at the largest k ({x.SELECTION_UNIT}), paired by round, 95 % bootstrap:"]
+        for (arm, steps, label, size, on), scores in g.items():
+            if on != "selection" or arm.model == WIDE and arm.candidates == 1:
+                continue
+            wide = [k for k in g if k[0].model == WIDE and k[0].candidates == 1 and k[1:4] == (steps, label, size)]
+            oracle = g[(arm, steps, label, size, "validation")]
+            text = f"  {steps} steps, {label}, {name(arm)} on {size}: solved {100 * (scores >= solved_at).mean():.1f} %"
+            text += f"; oracle - chosen: {report.compare(oracle, scores, True, solved_at)}"
+            if wide and arm.model != HYPER:
+                top = max(wide, key=lambda k: k[0].size)
+                text += f"; {name(top[0])} - oracle: {report.compare(g[top], oracle, True, solved_at)}"
+            lines.append(text)
+        return "\n".join(lines)
+    return notes
+
+
+def tuning_notes(rows: list[report.Row], solved_at: float) -> str:
+    """Where the solved-share and the mean criteria choose differently (from the grid rows)."""
+    by: dict[tuple, dict[tuple, np.ndarray]] = {}
+    for (arm, steps, point), scores in report.by_model(
+            rows, lambda r: (arm_of(r), key(r, "steps"), (key(r, "lr"), key(r, "momentum")))).items():
+        by.setdefault((arm, steps), {})[point] = next(iter(scores.values()))
+    lines = ["rates by criterion on the tuning rounds (solved share / mean score), where they differ:"]
+    for (arm, steps), table in by.items():
+        solved, mean = (tuning.choose(table, c, solved_at) for c in ("solved", "mean"))
+        edge = " (at the grid's edge)" if solved.edge else ""
+        if (solved.lr, solved.momentum) != (mean.lr, mean.momentum):
+            lines.append(f"  {steps} steps, {name(arm)}: solved -> lr {solved.lr:g} m {solved.momentum:g}{edge}; "
+                         f"mean -> lr {mean.lr:g} m {mean.momentum:g}")
+    return "\n".join(lines)
+
+
+# ----------------------------------------------------------------------------- figures
+
+def series(x: ModuleType, r) -> str:
+    """The line a summary belongs to: one wide network of growing size, or the best of growing k."""
+    arm = arm_of(r)
+    if arm.model == WIDE and arm.candidates == 1 and arm.size != x.SMALL:
+        what = f"one wide {WIDE}(n)"
+    elif arm.model == SAMPLED:
+        what = f"{HYPER}, best of k sampled latents"
+    elif arm.model == HYPER:
+        what = name(arm)
+    else:
+        what = f"best of k {arm.model}({arm.size})"
+    return f"{what}, {key(r, 'rates')} rates"
+
+
+def figure(x: ModuleType, o: Exploration, s: cli.Settings) -> report.Figure:
+    """Against the trained parameters: at the protocol's rates and length (the write-up's setting), then tuned
+    at each length; against the candidates tried, at equal final size."""
+    steps = lengths(s, o)
+    at = lambda st, rates: lambda m: key(m, "steps") == st and key(m, "rates") == rates and m.model != SAMPLED
+    views = [report.View("trained parameters (all candidates)", lambda m: m.params, at(steps[0], PROTOCOL_RATES),
+                         f"{steps[0]} steps, protocol rates")]
+    views += [report.View("trained parameters (all candidates)", lambda m: m.params, at(st, TUNED),
+                          f"{st} steps, tuned rates") for st in steps]
+    views.append(report.View("candidates tried (k); the final network is small", lambda m: key(m, "candidates"),
+                             lambda m: key(m, "steps") == steps[0] and key(m, "rates") == TUNED
+                             and not (m.model == WIDE and m.sweep != x.SMALL),
+                             f"{steps[0]} steps, tuned, equal final size", log_x=2))
+    return with_rates(report.Figure(
+        name=f"exploration_{x.NAME}", title="width or restarts", ylabel=x.FIGURE.ylabel,
+        solved_label=x.FIGURE.solved_label, views=tuple(views), percent=x.FIGURE.percent,
+        models=(*x.FAMILIES, SAMPLED), columns=COLUMNS), lambda m: series(x, m))
+
+
+def selection_figure(x: ModuleType, o: Exploration, s: cli.Settings) -> report.Figure:
+    """The largest k chosen on growing selection sets and the oracle bound, per length; the largest wide network
+    for reference."""
+    chosen = lambda m: f"{series(x, m)}{', oracle bound' if key(m, 'chosen_on') == 'validation' else ''}"
+    first = lengths(s, o)[0]
+    views = (report.View(f"selection set ({x.SELECTION_UNIT}); k at its largest", lambda m: key(m, "selection"),
+                         lambda m: key(m, "steps") == first, f"{first} steps", log_x=10),)
+    return with_rates(report.Figure(
+        name=f"exploration_selection_{x.NAME}", title="best of k chosen on more data",
+        ylabel=x.FIGURE.ylabel, solved_label=x.FIGURE.solved_label, views=views, percent=x.FIGURE.percent,
+        models=(*x.FAMILIES, SAMPLED), columns=COLUMNS, table=False), chosen)
+
+
+def tuning_figure(x: ModuleType, o: Exploration, s: cli.Settings) -> report.Figure:
+    """The grid of the headline arms on their tuning rounds (judged on selection sets), per length."""
+    headline = {Arm(WIDE, max(s.sizes()), 1), Arm(WIDE, x.SMALL, 1), Arm(HYPER, x.SMALL, 1)}
+    views = tuple(report.View("learning rate", lambda m: key(m, "lr"),
+                              lambda m, st=st: key(m, "steps") == st and arm_of(m) in headline,
+                              f"{st} steps, tuning rounds", log_x=10,
+                              series=lambda m: f"{name(arm_of(m))}, momentum {key(m, 'momentum'):g}")
+                  for st in lengths(s, o))
+    return report.Figure(name=f"exploration_tuning_{x.NAME}", title="the grid",
+                         ylabel=x.FIGURE.ylabel, solved_label=x.FIGURE.solved_label, views=views,
+                         percent=x.FIGURE.percent, models=(*x.FAMILIES, SAMPLED), columns=COLUMNS, table=False)
+
+
+def lengths(s: cli.Settings, o: Exploration) -> list[int]:
+    return [length_settings(s, o, i)[0].steps for i in range(o.lengths)]
+
+
+def with_rates(fig: report.Figure, series_of) -> report.Figure:
+    """The figure drawn by report.plot, each line's legend saying its rates (lr / momentum, per point in x order
+    where they differ)."""
+    def draw(summaries: list[report.Summary], rows, solved_at: float):
+        views = tuple(dataclasses.replace(v, series=labelled(v, [m for m in summaries if v.keep(m)], series_of))
+                      for v in fig.views)
+        return report.plot(summaries, dataclasses.replace(fig, views=views, draw=None), solved_at)
+    return dataclasses.replace(fig, draw=draw)
+
+
+def labelled(view: report.View, kept: list[report.Summary], series_of):
+    lines: dict[str, list[report.Summary]] = {}
+    for m in kept:
+        lines.setdefault(series_of(m), []).append(m)
+    text = {}
+    for line, members in lines.items():
+        spans = []
+        for c in ("lr", "momentum"):
+            values = sorted({key(m, c) for m in members})
+            spans.append(f"{values[0]:g}" if len(values) == 1 else f"{values[0]:g}..{values[-1]:g}")
+        text[line] = f"{line}: lr {spans[0]}, m {spans[1]}"
+    return lambda m: text.get(series_of(m), series_of(m))
+
+
+def job(x: ModuleType, s: cli.Settings, o: Exploration) -> cli.Job:
+    record: dict = {}
+    figures = (figure(x, o, s), selection_figure(x, o, s), tuning_figure(x, o, s))
+    return cli.Job(figures, s, x.PROTOCOL, lambda gen: run(x, s, o, gen, record),
+                   notes={figures[0].name: comparisons(x, o), figures[1].name: selection_comparisons(x),
+                          figures[2].name: tuning_notes},
+                   study=o, study_protocol=OWN[x.NAME], record=record)
 
 
 def arguments() -> cli.Parser:
-    return cli.study_parser(Path(__file__).name, __doc__, PROTOCOLS, FLAGS)
+    return cli.study_parser(Path(__file__).name, __doc__, PROTOCOLS, FLAGS, OWN)
 
 
 def jobs(args) -> list[cli.Job]:
-    return [job(e, s) for e, (s, _) in cli.study_settings(args, PROTOCOLS).items()]
+    return [job(SCRIPTS[e], s, o) for e, (s, o) in cli.study_settings(args, PROTOCOLS, OWN).items()]
 
 
 if __name__ == "__main__":

@@ -1,32 +1,46 @@
-"""The exploration study: selection on its own set, budgets, best-of-1 = the plain model, selection
-noise and the oracle bound, files and flags."""
+"""The exploration study: every arm at its own rates chosen on tuning rounds by the reported criterion, best of k
+chosen on a selection set, declared columns, budgets three ways, selection noise and the oracle bound, flags."""
 import csv
 import dataclasses
+import io
 import json
+from contextlib import redirect_stdout
 
 import numpy as np
 import pytest
 import torch
-from tqdm import tqdm
 
 import cli
-import data
 import engine
 import eval_bool
 import eval_cnn
 import eval_exploration as X
 import report
-from hypernet import Z_DIM, HyperBoolNet, HyperCNN
-from models import NaiveBoolNet, NaiveCNN
+import search
+import tuning
+from hypernet import Z_DIM
 
-
-def settings(experiment, **changes):
-    return dataclasses.replace(X.PROTOCOLS[experiment], **changes).check()
+torch.set_num_threads(1)          # tiny tensors on shared cores
 
 
 def main(*argv):
     return cli.main(X.arguments(), X.jobs, [str(a) for a in argv])
 
+
+def tiny(x, **own):
+    """Settings small enough for a test that trains: a few rounds and steps, two sizes."""
+    sizes = {"min_filters": 1, "max_filters": 2} if x is eval_cnn else {"min_width": 2, "max_width": 3}
+    s = dataclasses.replace(x.PROTOCOL, rounds=4, steps=20, **sizes).check()
+    o = dataclasses.replace(X.OWN[x.NAME], restarts=2, samples=2, tuning_rounds=3, lengths=1, **own)
+    return s, o.check_with(s)
+
+
+def run(x, s, o, seed=0):
+    record = {}
+    return X.run(x, s, o, torch.Generator().manual_seed(seed), record), record
+
+
+# ----------------------------------------------------------------------------- choosing
 
 def test_best_of_follows_the_selection_scores_and_breaks_ties_early():
     selection = torch.tensor([[0.1, 0.9, 0.5], [0.7, 0.7, 0.7]])
@@ -35,196 +49,6 @@ def test_best_of_follows_the_selection_scores_and_breaks_ties_early():
     assert X.best_of(selection, validation, 2).tolist() == pytest.approx([0.2, 0.3])
     assert X.best_of(selection, validation, 3).tolist() == pytest.approx([0.2, 0.3])
 
-
-def test_powers_of_two():
-    assert X.powers_of_two(64) == [1, 2, 4, 8, 16, 32, 64]
-    assert X.powers_of_two(6) == [1, 2, 4, 6] and X.powers_of_two(1) == [1]
-
-
-def test_selection_never_uses_the_validation_set():
-    """Select on the validation sequences with every label flipped: a selection that used the true
-    labels would keep each round's best network; one on the selection set keeps its worst."""
-    s = settings("cnn", rounds=12, steps=30, restarts=4, samples=8)
-    x, y = data.pattern_validation_set(100, torch.Generator().manual_seed(5))
-    sets = {"selection": eval_cnn.shared_set(x, 1 - y), "validation": eval_cnn.shared_set(x, y)}
-    gen = torch.Generator().manual_seed(6)
-    with tqdm(disable=True) as bar:
-        stack, counts = X.train_candidates("cnn", s, gen, bar)
-        pools = {n: X.by_family(X.scored(stack, s.rounds, d, engine.accuracy, True), counts) for n, d in sets.items()}
-        generated, _ = X.hypotheses("cnn", s, gen, bar, sets, engine.accuracy, True)
-    draw = lambda size: sets["selection"]
-    rows = X.explore("cnn", s, torch.Generator().manual_seed(6), sets, draw, engine.accuracy, True)["exploration_cnn"]
-    scores = lambda model, k: torch.tensor([r.score for r in rows if r.model == model and r.sweep == k])
-    for family in counts:
-        sel, val = pools["selection"][family].scores, pools["validation"][family].scores
-        torch.testing.assert_close(sel, 1 - val)
-        assert (val.max(1).values > val.min(1).values).any(), "candidates must differ, or the test proves nothing"
-        for k in range(1, sel.shape[1] + 1):
-            torch.testing.assert_close(scores(f"best of k {family}(1)", k), val[:, :k].min(1).values)
-    val = generated["validation"].scores
-    for k in X.powers_of_two(s.samples):
-        torch.testing.assert_close(scores(X.SEEDS, k), val[:, 1:k + 1].min(1).values)
-    torch.testing.assert_close(scores(X.ZERO, 1), val[:, 0])
-
-
-def ks_statistic(a: np.ndarray, b: np.ndarray) -> float:
-    grid = np.union1d(a, b)
-    cdf = lambda s: np.searchsorted(np.sort(s), grid, side="right") / len(s)
-    return float(np.abs(cdf(a) - cdf(b)).max())
-
-
-@pytest.mark.parametrize("experiment", ["cnn", "bool"])
-def test_best_of_one_has_the_plain_models_score_distribution(experiment):
-    """Best of 1 is just an independently trained small network: its scores must follow the law of
-    the faithful sweep's scores of that network (two-sample Kolmogorov-Smirnov, alpha = 0.001)."""
-    rounds = 300
-    gen = torch.Generator().manual_seed(7)
-    with tqdm(disable=True) as bar:
-        if experiment == "cnn":
-            s = settings("cnn", rounds=rounds, steps=60, restarts=1, samples=1, min_filters=1, max_filters=1)
-            x, y = data.pattern_validation_set(500, gen)
-            plain = np.array([r.score for r in eval_cnn.sweep(s, gen, x, y, families=("Naive",))])
-            sets = eval_cnn.shared_set(*data.pattern_validation_set(200, gen)), eval_cnn.shared_set(x, y)
-            score, shared = engine.accuracy, True
-        else:
-            s = settings("bool", rounds=rounds, steps=60, restarts=1, samples=1, min_width=2, max_width=2)
-            plain = np.array([r.score for r in eval_bool.sweep(s, gen, families=("Naive",))])
-            sets = (X.per_round(*data.and_points((rounds, 500), gen)),
-                    X.per_round(*data.and_points((rounds, eval_bool.EVAL_POINTS), gen)))
-            score, shared = engine.macro_f1, False
-        stack, counts = X.train_candidates(experiment, s, gen, bar)
-    sel, val = (X.by_family(X.scored(stack, rounds, d, score, shared), counts)["Naive"].scores for d in sets)
-    best = X.best_of(sel, val, 1).numpy()
-    critical = 1.95 * np.sqrt(2 / rounds)                   # alpha = 0.001
-    assert ks_statistic(best, plain) < critical
-    assert ks_statistic(np.maximum(best, np.roll(plain, 1)), plain) > critical, "the test must tell a best of 2 apart"
-
-
-def test_stacked_generate_matches_generate():
-    gen = torch.Generator().manual_seed(8)
-    for hyper, size in ((HyperCNN(), 5), (HyperBoolNet(), 7)):
-        stack = engine.init_stack([hyper], 4, gen)
-        z = data.latents((4,), gen, Z_DIM)
-        generated = hyper.stacked_generate(stack.params, z)
-        for r in range(4):
-            alone = stack.module(r).generate(z[r])
-            assert alone.final_size == size
-            for name, p in alone.named_parameters():
-                torch.testing.assert_close(generated[name][r], p, msg=name)
-
-
-def test_generated_networks_at_z0_score_as_the_hypernetwork_at_z0():
-    gen = torch.Generator().manual_seed(9)
-    hyper = HyperCNN()
-    stack = engine.init_stack([hyper], 6, gen)
-    x, y = data.pattern_validation_set(300, gen)
-    own = eval_cnn.shared_set(x, y)(stack)
-    at_zero = hyper.stacked_generate(stack.params, torch.zeros(6, Z_DIM))
-    generated = engine.frozen_stack(hyper.generate(torch.zeros(Z_DIM)), at_zero)
-    torch.testing.assert_close(eval_cnn.shared_set(x, y)(generated), own)
-
-
-@pytest.fixture(scope="module")
-def quick_run(tmp_path_factory):
-    import io
-    from contextlib import redirect_stdout
-    out = tmp_path_factory.mktemp("exploration")
-    printed = io.StringIO()
-    with redirect_stdout(printed):
-        assert main("--quick", "--out", out, "--device", "cpu") == 0
-    (out / "stdout.txt").write_text(printed.getvalue())
-    return out
-
-
-def read_rows(path):
-    with open(path) as f:
-        rows = list(csv.reader(f))
-    return rows[0], rows[1:]
-
-
-def test_quick_run_writes_valid_files(quick_run):
-    for experiment in ("cnn", "bool"):
-        fig = X.figure(experiment)
-        png = (quick_run / f"{fig.name}.png").read_bytes()
-        assert png[:8] == b"\x89PNG\r\n\x1a\n" and len(png) > 10_000
-        header, rows = read_rows(quick_run / f"{fig.name}.csv")
-        assert tuple(header) == report.COLUMNS
-        assert {r[0] for r in rows} == set(fig.models)
-        assert all(0.0 <= float(r[4]) <= 1.0 for r in rows)
-        recorded = json.loads((quick_run / f"{fig.name}.json").read_text())
-        assert recorded["settings"]["rounds"] == 10 and recorded["quick"] is True and recorded["seed"] == 0
-        assert recorded["settings"]["restarts"] == 3 and recorded["settings"]["samples"] == 4
-    assert not [p for p in quick_run.iterdir() if p.name.startswith(".")], "temporary files left behind"
-    assert main("--plot-only", "--out", quick_run) == 0
-
-
-def test_printed_comparisons(quick_run):
-    printed = (quick_run / "stdout.txt").read_text()
-    assert "wide Naive(3) [16] - best of 3 Naive(1) [18]: mean" in printed
-    assert "wide Naive(3) [16] - best of 9 RandomConv(1) [18]: mean" in printed
-    assert "HyperNetwork, best of 4 latents [33] - HyperNetwork, z = 0 [33] (paired): mean" in printed
-    assert "best of 3 Naive(2) [27] - HyperNetwork, best of 4 latents [43]: mean" in printed
-    assert "Naive, selection 1000: wide - restarts: mean" in printed and "Naive: wide - oracle bound: mean" in printed
-    assert "Naive, selection 50000: wide - restarts: mean" in printed and "RandomConv: wide - oracle bound" in printed
-
-
-def test_comparisons_from_a_csv_without_some_models():
-    rows = [report.Row("wide Naive(n)", 1, 6, r, 0.5 + r / 10) for r in range(3)]
-    text = X.comparisons("cnn")(rows, 1.0)
-    assert text.count("\n") == 0 and text.startswith("differences")
-
-
-def test_budgets_and_parameter_counts(quick_run):
-    """Trained parameters: Naive(n) 5n + 1, Naive(w) 4w + 1, k Naive(1) 6k, k RandomConv(1) 2k,
-    k Naive(2) 9k; the hypernetworks count their generators (33 and 43 weights)."""
-    assert NaiveCNN(1).trained_params == 6 and NaiveCNN(1, frozen_conv=True).trained_params == 2
-    assert NaiveBoolNet(2).trained_params == 9
-    assert HyperCNN().trained_params == 33 and HyperBoolNet().trained_params == 43
-    expected = {
-        "cnn": {"wide Naive(n)": lambda n: 5 * n + 1, "best of k Naive(1)": lambda k: 6 * k,
-                "best of k RandomConv(1)": lambda k: 2 * k, X.ZERO: lambda k: 33, X.SEEDS: lambda k: 33},
-        "bool": {"wide Naive(w)": lambda w: 4 * w + 1, "best of k Naive(2)": lambda k: 9 * k,
-                 X.ZERO: lambda k: 43, X.SEEDS: lambda k: 43},
-    }
-    sweeps = {"cnn": {"best of k Naive(1)": [1, 2, 3], "best of k RandomConv(1)": list(range(1, 10))},
-              "bool": {"best of k Naive(2)": [1, 2, 3]}}
-    for experiment, budget in expected.items():
-        _, rows = read_rows(quick_run / f"exploration_{experiment}.csv")
-        for model, sweep, params, *_ in rows:
-            assert int(params) == budget[model](int(sweep)), (model, sweep, params)
-        for model, ks in {**sweeps[experiment], X.SEEDS: [1, 2, 4]}.items():
-            assert sorted({int(r[1]) for r in rows if r[0] == model}) == ks, model
-            assert all(sum(1 for r in rows if r[0] == model and int(r[1]) == k) == 10 for k in ks)
-
-
-@pytest.mark.parametrize("argv, message", [
-    (["--restarts", "0"], "--restarts must be a positive integer"),
-    (["--samples", "-2"], "--samples must be a positive integer"),
-    (["--selection", "0"], "--selection must be a positive integer"),
-    (["--rounds", "0"], "--rounds must be a positive integer"),
-    (["--samples", "x"], "invalid int value"),
-    (["--no-such-flag"], "unrecognized arguments"),
-])
-def test_bad_flags_exit_2_with_one_line(argv, message, tmp_path, capsys):
-    assert main(*argv, "--quick", "--out", tmp_path) == 2
-    err = capsys.readouterr().err
-    assert message in err and err.count("\n") == 1
-    assert not list(tmp_path.iterdir())
-
-
-@pytest.mark.skipif(not torch.cuda.is_available(), reason="no CUDA device here")
-def test_quick_run_on_cuda(tmp_path):
-    assert main("--quick", "--rounds", "4", "--out", tmp_path, "--device", "cuda") == 0
-    assert json.loads((tmp_path / "exploration_cnn.json").read_text())["device_used"].startswith("cuda")
-
-
-def test_help_names_each_experiments_defaults():
-    text = " ".join(X.arguments().format_help().split())
-    assert "(default: 500 (cnn), 50 (bool))" in text and "(default: 6 (cnn), 10 (bool))" in text
-    assert "(default: 200 (cnn), 500 (bool))" in text
-
-
-# ----------------------------------------------------------------------------- selection noise
 
 def test_oracle_bound_is_at_least_any_selection_and_a_validation_selection_gives_it():
     gen = torch.Generator().manual_seed(11)
@@ -236,31 +60,327 @@ def test_oracle_bound_is_at_least_any_selection_and_a_validation_selection_gives
             assert (bound >= X.best_of(torch.rand(40, 6, generator=gen), validation, k)).all()
 
 
-def test_selection_rows_from_the_same_candidates(quick_run):
-    """Per round, the oracle bound is the same at every selection size, at least the selected candidate
-    at every size, and at least every best-of-k of the exploration figure (the same candidates); at the
-    default size the selected candidate is the main figure's best of the largest k."""
-    for experiment in ("cnn", "bool"):
-        rows = report.read_csv(quick_run / f"exploration_selection_{experiment}.csv", X.selection_figure(experiment).models)
-        explored = report.read_csv(quick_run / f"exploration_{experiment}.csv", X.figure(experiment).models)
-        by = {(r.model, r.sweep, r.round): r.score for r in rows}
-        sizes = [f * X.PROTOCOLS[experiment].selection for f in X.SELECTION_SCALE[experiment]]
-        for family in X.RESTARTED[experiment]:
-            chosen, bound = f"best of k {family}({X.SMALL[experiment]})", X.oracle(family, X.SMALL[experiment])
-            for rnd in range(10):
-                assert len({by[(bound, size, rnd)] for size in sizes}) == 1
-                assert all(by[(bound, sizes[0], rnd)] >= by[(chosen, size, rnd)] for size in sizes)
-                assert all(by[(bound, sizes[0], rnd)] >= r.score for r in explored if r.model == chosen and r.round == rnd)
-            top = max(r.sweep for r in explored if r.model == chosen)
-            default = {r.round: r.score for r in explored if r.model == chosen and r.sweep == top}
-            assert all(by[(chosen, sizes[0], rnd)] == default[rnd] for rnd in range(10))
+def test_powers_of_two():
+    assert X.powers_of_two(64) == [1, 2, 4, 8, 16, 32, 64]
+    assert X.powers_of_two(6) == [1, 2, 4, 6] and X.powers_of_two(1) == [1]
 
 
-def test_larger_selection_sets_never_retrain(monkeypatch):
-    """The selection-noise figure scores the trained stack again: training runs once per stack."""
+def test_pools_share_candidates_only_at_equal_rates():
+    """The best of 2 and of 6 at one rate share one pool of 6; at another rate the best of 2 has its own."""
+    a2, a6, wide = X.Arm("Naive", 1, 2), X.Arm("Naive", 1, 6), X.Arm("Naive", 7, 1)
+    same = X.pools_of([(a2, (0.1, 0.5)), (a6, (0.1, 0.5)), (wide, (0.1, 0.5))])
+    assert same[0] == same[1] and same[0].count == 6 and same[2].count == 1
+    apart = X.pools_of([(a2, (1.0, 0.0)), (a6, (0.1, 0.5))])
+    assert apart[0] != apart[1] and apart[0].count == 2
+    hyper = X.pools_of([(X.Arm(X.HYPER, 1, 1), (0.1, 0.0)), (X.Arm(X.SAMPLED, 1, 64), (0.1, 0.0))])
+    assert hyper[0] == hyper[1] and hyper[0].count == 1        # one trained network, 1 + samples generated
+
+
+@pytest.mark.parametrize("x", [eval_cnn, eval_bool])
+def test_each_pool_owns_its_own_candidates(x):
+    """Pools of different counts in one stack: each pool's columns hold its own family, size and count."""
+    s, o = tiny(x)
+    small = [f for f, _ in X.families(x, s, o)]
+    pools = [X.Pool("Naive", max(s.sizes()), 1, 0.1, 0.0)] + [X.Pool(f, x.SMALL, c, lr, 0.0) for f in small
+                                                                 for c, lr in ((3, 0.1), (2, 1.0))]
+    with report.bar(None, "test") as bar:
+        stack, columns = X.train_pools(x, s, o, pools, torch.Generator().manual_seed(0), bar)
+    assert len(stack.groups) == sum(p.count for p in pools)
+    for p in pools:
+        groups = stack.groups[columns[p]]
+        assert len(groups) == p.count
+        assert all(g.template.trained_params == x.model(s, p.family, p.size).trained_params for g in groups)
+    hyper = [X.Pool(X.HYPER, x.SMALL, 1, lr, 0.0) for lr in (0.1, 1.0)]
+    with report.bar(None, "test") as bar:
+        stack, columns = X.train_pools(x, s, o, hyper, torch.Generator().manual_seed(0), bar)
+    assert [columns[p] for p in hyper] == [slice(0, 1 + o.samples), slice(1 + o.samples, 2 + 2 * o.samples)]
+
+
+def fabricated(monkeypatch, x):
+    """Tuning scores made up per pool: at lr 0.1 every candidate scores 0.99 (best mean, never solved); at lr 1 a
+    candidate solves every other round and scores 0.5 otherwise; at any other rate 0.1."""
+    def train_and_score(x_, s, o, pools, sets, gen, bar, stack_of):
+        unique = list(dict.fromkeys(pools))
+        columns, start = {}, 0
+        for p in unique:
+            columns[p] = slice(start, start + p.count + (o.samples if p.family == X.HYPER else 0))
+            start = columns[p].stop
+        scores = torch.full((s.rounds, start), 0.1)
+        for p, cols in columns.items():
+            if p.lr == 0.1:
+                scores[:, cols] = 0.99
+            elif p.lr == 1.0:
+                scores[::2, cols], scores[1::2, cols] = 1.0, 0.5
+        flags = torch.zeros_like(scores, dtype=torch.bool)
+        return X.Trained(columns, {n: scores for n in sets}, {n: flags for n in sets})
+    monkeypatch.setattr(X, "train_and_score", train_and_score)
+
+
+@pytest.mark.parametrize("x", [eval_cnn, eval_bool])
+def test_the_study_chooses_by_the_criterion_it_reports(monkeypatch, x):
+    """Where the best-mean rate (0.1) and the best-solved rate (1) differ, --criterion solved picks 1 and
+    --criterion mean picks 0.1, for every arm: width, best of k, the HyperNetwork and its latents."""
+    fabricated(monkeypatch, x)
+    s, o = tiny(x)
+    s = dataclasses.replace(s, solved_at=1.0)
+    wanted = X.arms(x, s, o, list(s.sizes()))
+    for criterion, lr in (("solved", 1.0), ("mean", 0.1)):
+        with report.bar(None, "test") as bar:
+            chosen, _ = X.tune(x, s, dataclasses.replace(o, criterion=criterion), wanted, 4,
+                               torch.Generator().manual_seed(0), bar)
+        assert {c.lr for c in chosen.values()} == {lr}, criterion
+        assert {c.momentum for c in chosen.values()} == {0.0}           # ties: the smaller momentum
+
+
+def test_tuning_never_sees_a_validation_set(monkeypatch):
+    """A spy: any validation set drawn while tuning fails the test."""
+    s, o = tiny(eval_bool)
+    monkeypatch.setattr(eval_bool, "validation", lambda *a, **k: (_ for _ in ()).throw(AssertionError("looked")))
+    with report.bar(None, "test") as bar:
+        chosen, rows = X.tune(eval_bool, s, o, X.arms(eval_bool, s, o, list(s.sizes())), 3,
+                              torch.Generator().manual_seed(0), bar)
+    assert chosen and rows
+
+
+def test_the_rates_do_not_depend_on_the_reported_rounds(monkeypatch):
+    """Score every validation set upside down: the chosen rates and the tuning rows must not change, the
+    reported scores must."""
+    s, o = tiny(eval_bool)
+    honest, record = run(eval_bool, s, o)
+    real = eval_bool.validation
+
+    def upside_down(*a, **k):
+        scorer = real(*a, **k)
+        return engine.Scorer(scorer.data, lambda out, y: 1 - scorer.metric(out, y), scorer.shared)
+    monkeypatch.setattr(eval_bool, "validation", upside_down)
+    flipped, record2 = run(eval_bool, s, o)
+    assert record2["chosen"] == record["chosen"]
+    assert [r.score for r in flipped["exploration_tuning_bool"]] == [r.score for r in honest["exploration_tuning_bool"]]
+    assert [r.score for r in flipped["exploration_bool"]] != [r.score for r in honest["exploration_bool"]]
+    assert len({c["lr"] for c in record["chosen"]["20"].values()}) > 1, "a choice must be made"
+
+
+def test_width_and_restarts_train_in_one_stack_each_at_its_own_rate(monkeypatch):
+    """The reported wide networks and restarts are one stack with one learning rate and momentum per group."""
     calls = []
-    real = engine.train
-    monkeypatch.setattr(engine, "train", lambda *a, **k: calls.append(1) or real(*a, **k))
-    s = settings("bool", rounds=3, steps=20, restarts=2, samples=2, min_width=2, max_width=3)
-    X.run_bool(s, torch.Generator().manual_seed(0))
-    assert len(calls) == 3                  # the wide sweep (Naive), the candidates, the hypernetwork
+    real = eval_bool.train
+    monkeypatch.setattr(eval_bool, "train", lambda s, gen, templates, bar, lr=None, momentum=None: calls.append(
+        (s.rounds, [t.trained_params for t in templates], lr, momentum)) or real(s, gen, templates, bar, lr, momentum))
+    s, o = tiny(eval_bool)
+    _, record = run(eval_bool, s, o)
+    reported = [c for c in calls if c[0] == s.rounds]
+    mixed = [c for c in reported if {4 * 3 + 1, 9} <= set(c[1])]          # Naive(3) and Naive(2) candidates
+    assert mixed, "width and restarts must share a stack"
+    _, params, lrs, momenta = mixed[0]
+    assert len(lrs) == len(params) == len(momenta)
+    triples = set(zip(params, lrs, momenta))
+    chosen = record["chosen"]["20"]
+    for arm, size in (("Naive(3)", 13), ("best of 2 Naive(2)", 9)):
+        assert (size, chosen[arm]["lr"], chosen[arm]["momentum"]) in triples, arm
+    assert (13, s.lr, s.momentum) in triples                          # the protocol's rates, same stack
+
+
+# ----------------------------------------------------------------------------- scoring and budgets
+
+def test_block_scoring_equals_the_engines(monkeypatch):
+    """`scored` draws each block of rounds once for every group; it must give engine.evaluate's scores."""
+    monkeypatch.setattr(X, "BLOCK_BYTES", 300_000)                  # several blocks
+    gen = torch.Generator().manual_seed(3)
+    s = dataclasses.replace(eval_cnn.PROTOCOL, rounds=7, steps=5)
+    with report.bar(None, "test") as bar:
+        stack = eval_cnn.train(s, gen, [eval_cnn.model(s, "Naive", n) for n in (1, 3, 1)], bar)
+    scorer = eval_cnn.validation(s, gen, cycle=7)
+    scores, diverged = X.scored(stack, scorer)
+    expected, flags = scorer(stack)
+    torch.testing.assert_close(scores, expected.view(3, 7).t())
+    assert torch.equal(diverged, flags.view(3, 7).t())
+
+
+def test_generated_networks_at_z0_score_as_the_hypernetwork_at_z0():
+    gen = torch.Generator().manual_seed(9)
+    s = dataclasses.replace(eval_cnn.PROTOCOL, rounds=6, steps=5)
+    with report.bar(None, "test") as bar:
+        stack = eval_cnn.train(s, gen, [eval_cnn.model(s, "HyperNetwork", 1)], bar)
+    scorer = eval_cnn.validation(s, gen, cycle=6)
+    out = X.generated(stack, 3, gen)
+    assert len(out.groups) == 4 and out.rounds == 24
+    torch.testing.assert_close(X.scored(out, scorer)[0][:, 0], scorer(stack)[0])
+
+
+def test_forward_macs_are_search_pys():
+    for n in (1, 4, 7):
+        assert X.forward_macs(eval_cnn, eval_cnn.PROTOCOL, eval_cnn.model(eval_cnn.PROTOCOL, "Naive", n)) == \
+            search.cnn_forward_macs(n)
+    for w in (2, 22):
+        assert X.forward_macs(eval_bool, eval_bool.PROTOCOL, eval_bool.model(eval_bool.PROTOCOL, "Naive", w)) == \
+            search.bool_forward_macs(w)
+
+
+def test_budgets_three_ways():
+    """Restarts train k networks and score k candidates on the selection set; they see k times the batches
+    and the selection set once; a hypernetwork trains once whatever the number of latents."""
+    s, o = eval_cnn.PROTOCOL, X.OWN["cnn"]
+    one = search.gradient_step_macs(search.cnn_forward_macs(1), 2) * 100
+    pick = search.evaluation_macs(search.cnn_forward_macs(1), 400)
+    assert X.budget(eval_cnn, s, o, X.Arm("Naive", 1, 6)) == X.Budget(36, 6, 6 * one + 6 * pick, 6 * 200 + 400)
+    assert X.budget(eval_cnn, s, o, X.Arm("Naive", 7, 1)) == X.Budget(
+        36, 36, search.gradient_step_macs(search.cnn_forward_macs(7), 2) * 100, 200)
+    assert X.budget(eval_cnn, s, o, X.Arm("RandomConv", 1, 18)).trained_params == 36
+    b = X.budget(eval_bool, eval_bool.PROTOCOL, X.OWN["bool"], X.Arm("Naive", 2, 10))
+    assert (b.trained_params, b.final_size, b.examples) == (90, 9, 10 * 500 * 16 + 500)
+    z0, k64 = (X.budget(eval_cnn, s, o, X.Arm(m, 1, k)) for m, k in ((X.HYPER, 1), (X.SAMPLED, 64)))
+    assert z0.trained_params == k64.trained_params == 33 and z0.final_size == k64.final_size == 5
+    assert k64.examples == z0.examples + 400
+
+
+# ----------------------------------------------------------------------------- one quick run per experiment
+
+@pytest.fixture(scope="module", params=["cnn", "bool"])
+def quick(request, tmp_path_factory):
+    out = tmp_path_factory.mktemp(f"exploration_{request.param}")
+    printed = io.StringIO()
+    with redirect_stdout(printed):
+        assert main("--quick", "--experiment", request.param, "--out", out, "--device", "cpu") == 0
+    x = X.SCRIPTS[request.param]
+    s, o = x.PROTOCOL.quick(), X.OWN[x.NAME].quick()
+    return x, s, o, out, printed.getvalue()
+
+
+def read(quick, which=""):
+    x, s, o, out, _ = quick
+    fig = {"": X.figure, "selection_": X.selection_figure, "tuning_": X.tuning_figure}[which](x, o, s)
+    return report.read_csv(out / f"{fig.name}.csv", fig.models, fig.columns)
+
+
+def test_quick_run_writes_declared_columns_and_records_its_choices(quick):
+    x, s, o, out, _ = quick
+    for stem in ("", "selection_", "tuning_"):
+        png = (out / f"exploration_{stem}{x.NAME}.png").read_bytes()
+        assert png[:8] == b"\x89PNG\r\n\x1a\n" and len(png) > 10_000
+        with open(out / f"exploration_{stem}{x.NAME}.csv") as f:
+            assert tuple(next(csv.reader(f))) == report.COLUMNS + tuple(c.name for c in X.COLUMNS)
+    recorded = json.loads((out / f"exploration_{x.NAME}.json").read_text())
+    assert recorded["quick"] is True and recorded["settings"]["study"]["restarts"] == 3
+    rows = read(quick)
+    for r in rows:
+        if X.key(r, "rates") == X.TUNED:
+            chosen = recorded["settings"]["chosen"][str(X.key(r, "steps"))][X.name(X.arm_of(r))]
+            assert (X.key(r, "lr"), X.key(r, "momentum")) == (chosen["lr"], chosen["momentum"])
+        else:
+            assert (X.key(r, "lr"), X.key(r, "momentum"), X.key(r, "steps")) == (s.lr, s.momentum, s.steps)
+    assert {X.key(r, "steps") for r in rows} == {s.steps, s.steps * o.length_growth}
+    assert not [p for p in out.iterdir() if p.name.startswith(".")], "temporary files left behind"
+
+
+def test_sweep_is_the_network_size_and_k_is_its_own_column(quick):
+    x, s, o, _, _ = quick
+    rows = read(quick)
+    for r in rows:
+        arm = X.arm_of(r)
+        if arm.candidates > 1 or arm.model in (X.HYPER, X.SAMPLED):
+            assert r.sweep == x.SMALL
+        if arm.model in (X.HYPER, X.SAMPLED):
+            assert r.params == x.model(s, X.HYPER, 1).trained_params
+        else:
+            assert r.params == arm.candidates * x.model(s, arm.model, r.sweep).trained_params
+    tuned = {X.arm_of(r) for r in rows if X.key(r, "rates") == X.TUNED and X.key(r, "steps") == s.steps}
+    assert {a.candidates for a in tuned if a.model == "Naive" and a.size == x.SMALL} == set(range(1, o.restarts + 1))
+    assert {a.size for a in tuned if a.model == "Naive" and a.candidates == 1} == set(s.sizes())
+    assert {a.candidates for a in tuned if a.model == X.SAMPLED} == set(X.powers_of_two(o.samples))
+    longer = {X.arm_of(r) for r in rows if X.key(r, "steps") > s.steps}
+    assert {a.size for a in longer if a.model == "Naive" and a.candidates == 1} <= {x.SMALL, max(s.sizes())}
+    assert all(sum(1 for r in rows if X.arm_of(r) == a and X.key(r, "steps") == s.steps
+                   and X.key(r, "rates") == X.TUNED) == s.rounds for a in tuned)
+
+
+def test_recorded_choices_are_tuning_choose_on_the_grid_rows(quick):
+    """Each tuned arm's rates are tuning.choose's on its grid rows, by the solved share; a best of k > 1 small
+    networks takes the rates of one small network, chosen on every candidate of its tuning pool."""
+    x, s, o, out, _ = quick
+    recorded = json.loads((out / f"exploration_{x.NAME}.json").read_text())["settings"]["chosen"]
+    grid = read(quick, "tuning_")
+    tables = {}
+    for r in grid:
+        tables.setdefault((X.key(r, "steps"), X.name(X.arm_of(r))), {}).setdefault(
+            (X.key(r, "lr"), X.key(r, "momentum")), []).append(r.score)
+    for (steps, arm), table in tables.items():
+        choice = tuning.choose({p: np.array(v) for p, v in table.items()}, "solved", s.solved_at)
+        assert (recorded[str(steps)][arm]["lr"], recorded[str(steps)][arm]["momentum"]) == (choice.lr, choice.momentum)
+        assert len(table) == len(tuning.grid(s.optimizer))
+    one = X.name(X.Arm("Naive", x.SMALL, 1))
+    assert len(tables[(s.steps, one)][(0.1, 0.0)]) == o.tuning_rounds * o.restarts     # every candidate counts
+    for steps, arms in recorded.items():
+        for k in range(2, o.restarts + 1):
+            assert arms[X.name(X.Arm("Naive", x.SMALL, k))] == arms[one]
+
+
+def test_selection_noise_rows_from_the_same_candidates(quick):
+    """Per round the oracle bound is the same at every selection size and at least the chosen candidate; on the
+    default selection set the choice is the main figure's best of the largest k."""
+    x, s, o, _, _ = quick
+    rows, main_rows = read(quick, "selection_"), read(quick)
+    main = {(X.arm_of(r), X.key(r, "steps"), X.key(r, "rates"), r.round): r.score for r in main_rows}
+    sizes = [o.selection * o.selection_growth ** i for i in range(3)]
+    by = {(X.arm_of(r), X.key(r, "steps"), X.key(r, "rates"), X.key(r, "selection"), X.key(r, "chosen_on"), r.round):
+          r.score for r in rows}
+    bounded = [k for k in by if k[4] == "validation"]
+    assert bounded, "oracle rows expected"
+    for arm, steps, rates, size, _, rnd in bounded:
+        assert len({by[(arm, steps, rates, z, "validation", rnd)] for z in sizes}) == 1
+        assert all(by[(arm, steps, rates, size, "validation", rnd)] >= by[(arm, steps, rates, z, "selection", rnd)]
+                   for z in sizes)
+        assert by[(arm, steps, rates, o.selection, "selection", rnd)] == main[(arm, steps, rates, rnd)]
+
+
+def test_printed_comparisons(quick):
+    x, s, o, _, printed = quick
+    small, top = x.SMALL, max(s.sizes())
+    assert f"{s.steps} steps, tuned rates:" in printed and f"{s.steps} steps, protocol rates:" in printed
+    assert f"Naive({top}) - best of {o.restarts} Naive({small}): mean" in printed
+    assert f"HyperNetwork, best of {o.samples} sampled latents - HyperNetwork, z = 0: mean" in printed
+    assert "budget a/b: trained parameters" in printed and "independent tries 1 - (1 - p)^3" in printed
+    assert "oracle - chosen" in printed and "rates by criterion on the tuning rounds" in printed
+
+
+def test_plot_only_redraws(quick):
+    x, _, _, out, _ = quick
+    assert main("--plot-only", "--quick", "--experiment", x.NAME, "--out", out) == 0
+
+
+# ----------------------------------------------------------------------------- flags
+
+@pytest.mark.parametrize("argv, message", [
+    (["--restarts", "0"], "--restarts must be a positive integer"),
+    (["--samples", "-2"], "--samples must be a positive integer"),
+    (["--selection", "0"], "--selection must be a positive integer"),
+    (["--criterion", "best"], "argument --criterion: invalid choice"),
+    (["--lengths", "9"], "--lengths must be in [1, 4]"),
+    (["--experiment", "bool", "--min-filters", "4"], "--min-filters does not apply to --experiment bool"),
+    (["--experiment", "cnn", "--max-width", "4"], "--max-width does not apply to --experiment cnn"),
+    (["--experiment", "cnn", "--selection", "400000000"], "GiB at once"),
+    (["--experiment", "bool", "--selection", "400000000"], "GiB at once"),
+    (["--samples", "x"], "invalid int value"),
+])
+def test_bad_flags_exit_2_with_one_line(argv, message, tmp_path, capsys):
+    assert main(*argv, "--quick", "--out", tmp_path) == 2
+    err = capsys.readouterr().err
+    assert message in err and err.count("\n") == 1
+    assert not list(tmp_path.iterdir())
+
+
+def test_a_flag_the_run_applies_is_accepted():
+    jobs = X.jobs(X.arguments().parse_args(["--experiment", "cnn", "--min-filters", "2", "--quick"]))
+    assert [job.settings.min_filters for job in jobs] == [2]
+    assert not jobs[0].at_defaults()
+
+
+def test_help_names_each_experiments_defaults():
+    text = " ".join(X.arguments().format_help().split())
+    assert "(default: 500 (cnn), 50 (bool))" in text and "(default: 6 (cnn), 10 (bool))" in text
+    assert "(default: 200 (cnn), 500 (bool))" in text and "(default: solved (cnn), solved (bool))" in text
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="no CUDA device here")
+def test_quick_run_on_cuda(tmp_path):
+    assert main("--quick", "--experiment", "bool", "--rounds", "4", "--out", tmp_path, "--device", "cuda") == 0
+    assert json.loads((tmp_path / "exploration_bool.json").read_text())["device_used"].startswith("cuda")
