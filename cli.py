@@ -476,8 +476,8 @@ def refuse_unused(args: argparse.Namespace, applied: list[Checked], every: list[
     having = {f.name for s in applied for f in fields(s)}
     for name in dict.fromkeys(f.name for s in every for f in fields(s)):
         if getattr(args, name, None) is not None and name not in having:
-            raise UsageError(f"{flag(name)} does not apply to {' or '.join(chosen)}: it applies to no experiment "
-                             f"this run trains (--experiment {getattr(args, 'experiment', 'all')})")
+            raise UsageError(f"{flag(name)} does not apply to --experiment {getattr(args, 'experiment', 'all')}: "
+                             "it applies to no experiment this run trains")
 
 
 def settings_of(args: argparse.Namespace, defaults: Settings) -> Settings:

@@ -49,7 +49,7 @@ from hypernet import Z_DIM
 SCRIPTS = {x.NAME: x for x in (eval_cnn, eval_bool)}
 WIDE = "Naive"                                  # the family made wide
 HYPER = "HyperNetwork"                          # z = 0, as the faithful runs score it
-SAMPLED = "HyperNetwork, sampled latents"       # the best of k networks it generates
+SAMPLED = "HyperNetwork at sampled latents"       # the best of k networks it generates
 TUNED, PROTOCOL_RATES = "tuned", "protocol"
 BLOCK_BYTES = 256 * 2 ** 20                     # the data (and activations) of one block of rounds scored at once
 FLAGS = ["rounds", "steps", "lr", "momentum", "optimizer", "solved_at", "min_filters", "max_filters", "min_width",

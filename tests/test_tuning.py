@@ -185,7 +185,7 @@ def test_scores_that_could_not_move_a_choice_do_not_and_those_that_could_do(monk
 # ----------------------------------------------------------------------------- flags
 
 @pytest.mark.parametrize("flags, says", [
-    ("--experiment cnn --min-width 7 --max-width 2", "applies to no experiment this run trains (--experiment cnn)"),
+    ("--experiment cnn --min-width 7 --max-width 2", "--min-width does not apply to --experiment cnn: it applies to no experiment this run trains"),
     ("--min-width 7 --max-width 2", "--min-width (7) is above --max-width (2)"),
     ("--tuning-rounds 0", "--tuning-rounds must be a positive integer"),
     ("--lengths 1,x", "--lengths must be distinct increasing"),
