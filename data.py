@@ -8,6 +8,7 @@ must be shorter than the sequences. Experiment 2: points x ~ N(0, I2) labelled 1
 Every function takes a `torch.Generator`, so a run is reproducible from one seed.
 """
 from dataclasses import dataclass
+from typing import Callable
 
 import torch
 from torch import Tensor
@@ -115,3 +116,58 @@ def drop_skipped(active: Tensor) -> tuple[Tensor, Tensor]:
     """
     order = torch.argsort((~active).to(torch.uint8), dim=0, stable=True)
     return active.sum(0), order
+
+
+# ----------------------------------------------------------------------------- validation of its own per round
+
+def per_round_validation(rounds: int, pairs: int, gen: torch.Generator, pattern: Pattern = PROTOCOL_PATTERN
+                         ) -> Callable[[int, int], tuple[tuple[Tensor], Tensor]]:
+    """Each round its own validation set of `pairs` negative/positive pairs, drawn as the protocol's one is.
+
+    Returns `engine.evaluate`'s data: `data(start, stop)` draws the sets of rounds [start, stop) on demand,
+    x (stop - start, 2*pairs, 1, seq_len) and y (2*pairs,) (the same labels for every round). Round r's
+    set comes from a generator of its own, seeded by the r-th of `rounds` seeds drawn from `gen` now (one
+    draw), so it is the same whatever the chunks and their order, and reproducible from `gen`'s seed.
+    """
+    seeds = torch.randint(0, 2 ** 62, (rounds,), generator=gen, device=gen.device).tolist()
+    y = torch.tensor([0.0, 1.0], device=gen.device).repeat(pairs)
+
+    def data(start: int, stop: int) -> tuple[tuple[Tensor], Tensor]:
+        own = torch.Generator(gen.device)
+        sets = [pattern_validation_set(pairs, own.manual_seed(seeds[r]), pattern)[0] for r in range(start, stop)]
+        return (torch.stack(sets),), y
+    return data
+
+
+# ----------------------------------------------------------------------------- misses by start
+
+def stratified_test_set(per_start: int, gen: torch.Generator, pattern: Pattern = PROTOCOL_PATTERN
+                        ) -> tuple[Tensor, Tensor, Tensor]:
+    """`per_start` positives at every start 0..last_start (not drawn: each start equally often), plus as
+    many negatives, as negative/positive pairs.
+
+    Returns x (N, 1, seq_len), y (N,) and the start of each positive's pattern, -1 for a negative;
+    N = 2 * per_start * (last_start + 1).
+    """
+    starts = torch.arange(pattern.last_start + 1, device=gen.device).repeat(per_start)
+    x = noise((len(starts), 2), gen, pattern.seq_len)
+    offsets = torch.tensor(pattern.offsets, device=x.device)
+    x[:, 1, 0].scatter_(-1, starts[:, None] + offsets, 1.0)
+    y = torch.tensor([0.0, 1.0], device=x.device).repeat(len(starts))
+    start = torch.stack([torch.full_like(starts, -1), starts], 1).reshape(-1)
+    return x.reshape(-1, 1, pattern.seq_len), y, start
+
+
+def misses_by_start(logits: Tensor, start: Tensor, n_starts: int) -> tuple[Tensor, Tensor]:
+    """Where each network errs on a `stratified_test_set`: logits (R, N) with the decision `logit > 0`
+    (a non-finite logit is always wrong) and `start` (N,) as that set gives it.
+
+    Returns the false negatives by start, counts (R, n_starts), and the false positives, counts (R,).
+    """
+    positive = start >= 0
+    says_yes = torch.where(torch.isfinite(logits), logits > 0, ~positive)
+    missed = (~says_yes & positive).float()
+    by_start = torch.zeros(len(logits), n_starts, device=logits.device)
+    by_start.index_add_(1, start[positive], missed[:, positive])
+    false_pos = (says_yes & ~positive).sum(-1)
+    return by_start.long(), false_pos
