@@ -6,10 +6,10 @@ covers the truth. Two ways to draw the data:
   OLD  one validation set of the protocol's size shared by every network (rounds move together with it);
   NEW  each network its own fresh validation set of that size (rounds independent).
 Truth: the expected solved share of these networks on a fresh protocol-size set, the mean over networks
-of P(network solves a random set). It is estimated on independent pools of sequences, each much larger
-than a set: per network and class, the share of the pool's subsets of 1000 that hold no
+of P(network solves a random set). It is estimated on pools of sequences, each network its own, each
+much larger than a set: per network and class, the share of the pool's subsets of 1000 that hold no
 error, C(M - e, n) / C(M, n) (M sequences of the class in the pool, e of them wrong, n = 1000), which is
-unbiased; the spread over pools gives its standard error.
+unbiased; repeated --pools times, the spread of the repeats gives its standard error.
 Cases: (a) Naive(7) under the protocol; (b) Naive(64) on pattern 1100, the protocol otherwise.
 Writes coverage.csv (one row per case and method) and repetitions.csv (every interval) to --out, and the
 table to stdout.
@@ -97,18 +97,16 @@ def chance_without_error(errors: torch.Tensor, pool: int, n: int) -> torch.Tenso
 
 def solve_chance(stack: engine.Stack, gen: torch.Generator, pattern: data.Pattern, pool: int, pairs: int = PAIRS
                  ) -> torch.Tensor:
-    """Per round, an unbiased estimate of P(it solves a fresh set of `pairs` pairs), from one pool of `pool` pairs."""
-    x, y = data.pattern_validation_set(pool, gen, pattern)
-    classes = [y == c for c in (0.0, 1.0)]
-
+    """Per round, an unbiased estimate of P(it solves a fresh set of `pairs` pairs), from a pool of `pool`
+    pairs of its own (pools shared by the rounds would move all their estimates together)."""
     def score(logits: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
         chance = torch.ones(len(logits), dtype=torch.float64, device=logits.device)
-        for kept in classes:
+        for kept in (y == 0, y == 1):
             errors = ((1 - engine.accuracy(logits[:, kept], y[kept])) * pool).round()
             chance *= chance_without_error(errors, pool, pairs)
         return chance
-    scores, _ = engine.evaluate(stack, lambda start, stop: ((x,), y), score, True,
-                                chunk_for(stack, 2 * pool, pattern.seq_len, True))
+    pools = data.per_round_validation(stack.rounds, pool, gen, pattern)
+    scores, _ = engine.evaluate(stack, pools, score, False, chunk_for(stack, 2 * pool, pattern.seq_len, False))
     return scores
 
 
@@ -170,7 +168,7 @@ def parse(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument("--networks", type=int, default=None,
                    help="trained networks per case (default: " + ", ".join(f"{c.networks} for {c.name}" for c in CASES) + ")")
     p.add_argument("--repetitions", type=int, default=40, help="validation draws per case and method")
-    p.add_argument("--pools", type=int, default=10, help="independent pools for the truth")
+    p.add_argument("--pools", type=int, default=4, help="pools per network for the truth")
     p.add_argument("--pool", type=int, default=3000, help=f"negative/positive pairs per pool (at least {PAIRS})")
     p.add_argument("--seed", type=int, default=0, help="seed of the one generator every draw comes from")
     p.add_argument("--device", default="auto", choices=("auto", "cpu", "cuda"), help="auto: CUDA when present")
@@ -250,7 +248,7 @@ def main(argv: list[str] | None = None) -> int:
     write_csv(args.out / "coverage.csv", summary)
     write_csv(args.out / "repetitions.csv", every)
     print(markdown(summary))
-    print(f"\nTruth from {args.pools} pools of {args.pool} pairs; "
+    print(f"\nTruth from {args.pools} pools of {args.pool} pairs per network; "
           f"{time.perf_counter() - began:.0f} s; CSV in {args.out}/")
     return 0
 

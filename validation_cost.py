@@ -25,8 +25,8 @@ def trained_sweep(gen: torch.Generator) -> engine.Stack:
         return eval_cnn.train(s, gen, templates, bar)
 
 
-def draw_only(rounds: int, pairs: int, gen: torch.Generator, chunk: int = 256) -> None:
-    """Draw every round's set, a chunk at a time, and drop it."""
+def draw_only(rounds: int, pairs: int, gen: torch.Generator, chunk: int) -> None:
+    """Draw every round's set, `chunk` rounds at a time, and drop it."""
     sets = data.per_round_validation(rounds, pairs, gen)
     for start in range(0, rounds, chunk):
         sets(start, min(start + chunk, rounds))
@@ -51,7 +51,7 @@ def main(argv: list[str] | None = None) -> int:
         "shared set (eval_cnn)": lambda: engine.evaluate(stack, lambda a, b: ((x,), y), engine.accuracy, shared=True),
         "own set per round": lambda: coverage.solved(stack, data.per_round_validation(stack.rounds, pairs, gen),
                                                      False, 2 * pairs, x.shape[-1]),
-        "  of which drawing the sets": lambda: draw_only(stack.rounds, pairs, gen),
+        "  of which drawing the sets": lambda: draw_only(stack.rounds, pairs, gen, coverage.chunk_for(stack, 2 * pairs, x.shape[-1], False)),
     }
     print(f"| evaluation of {stack.rounds} networks | seconds (each of {args.repeats} timings) |\n|---|---|")
     for name, evaluate in ways.items():
