@@ -1,7 +1,7 @@
 """What does a fresh validation set per round cost? Times the evaluation of eval_cnn's networks (Naive and
 RandomConv with 1..7 filters, 500 rounds each: 7000 networks, trained as the protocol says) on one shared
 validation set of 1000 pairs, as eval_cnn scores them, and on a fresh set of 1000 pairs per round
-(data.per_round_validation, its draws included; chunks as coverage.py sizes them).
+(data.per_round_validation, its draws included; chunks as interval_coverage.py sizes them).
 """
 import argparse
 import sys
@@ -9,7 +9,7 @@ import time
 
 import torch
 
-import cli
+import report
 import coverage
 import data
 import engine
@@ -21,7 +21,7 @@ FAMILIES = ("Naive", "RandomConv")
 def trained_sweep(gen: torch.Generator) -> engine.Stack:
     s = eval_cnn.PROTOCOL
     templates = [eval_cnn.model(s, family, n) for family in FAMILIES for n in range(1, 8)]
-    with cli.bar(s.steps, "train eval_cnn's networks") as bar:
+    with report.bar(s.steps, "train eval_cnn's networks") as bar:
         return eval_cnn.train(s, gen, templates, bar)
 
 

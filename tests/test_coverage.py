@@ -1,4 +1,4 @@
-"""coverage.py on a synthetic case whose truth is known exactly.
+"""interval_coverage.py on a synthetic case whose truth is known exactly.
 
 Pattern "1" in sequences of 2 floats; the network max(x0, x1) - t says yes to a positive (its 1.0) and
 to a negative with probability 1 - (t + 1/2)^2, so it solves a set of `PAIRS` pairs with probability
@@ -10,7 +10,7 @@ import math
 import pytest
 import torch
 
-import coverage
+import interval_coverage as coverage
 import data
 import engine
 from models import SingleFilterCNN
@@ -22,7 +22,7 @@ PAIRS, ROUNDS, TRUTH = 50, 60, 0.5
 def near_miss_copies(rounds: int = ROUNDS) -> engine.Stack:
     t = TRUTH ** (1 / (2 * PAIRS)) - data.NOISE
     net = SingleFilterCNN(torch.ones(1), -t)
-    return engine.stack_of(net, {k: v.detach()[None].repeat(rounds, *[1] * v.dim()) for k, v in net.named_parameters()})
+    return engine.frozen_stack(net, {k: v.detach()[None].repeat(rounds, *[1] * v.dim()) for k, v in net.named_parameters()})
 
 
 @pytest.mark.parametrize("method, low, high", [(coverage.new_draw, 0.9, 1.0), (coverage.old_draw, 0.0, 0.1)])

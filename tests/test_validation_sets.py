@@ -30,7 +30,7 @@ def test_each_round_set_is_a_protocol_validation_set():
 
 def test_engine_scores_every_round_on_its_own_set():
     net = hardcoded_cnn()
-    stack = engine.stack_of(net, {k: v.detach()[None].repeat(6, *[1] * v.dim()) for k, v in net.named_parameters()})
+    stack = engine.frozen_stack(net, {k: v.detach()[None].repeat(6, *[1] * v.dim()) for k, v in net.named_parameters()})
     with torch.no_grad():
         stack.params["bias"][3] = -1.2          # round 3 answers yes to noise now and then
     sets = data.per_round_validation(6, 200, gen(1))

@@ -25,10 +25,10 @@ from typing import Callable
 
 import torch
 
-import cli
 import data
 import engine
 import eval_cnn
+import report
 from report import wilson_ci
 
 SOLVED_AT = eval_cnn.PROTOCOL.solved_at
@@ -164,7 +164,7 @@ class HelpFormatter(argparse.ArgumentDefaultsHelpFormatter, argparse.RawDescript
 
 
 def parse(argv: list[str] | None) -> argparse.Namespace:
-    p = Parser(prog="coverage.py", description=__doc__, formatter_class=HelpFormatter)
+    p = Parser(prog="interval_coverage.py", description=__doc__, formatter_class=HelpFormatter)
     p.add_argument("--networks", type=int, default=None,
                    help="trained networks per case (default: " + ", ".join(f"{c.networks} for {c.name}" for c in CASES) + ")")
     p.add_argument("--repetitions", type=int, default=40, help="validation draws per case and method")
@@ -194,7 +194,7 @@ def device(name: str) -> torch.device:
 def trained(case: Case, networks: int, gen: torch.Generator) -> tuple[engine.Stack, data.Pattern]:
     """`networks` Naive networks of the case, trained as the protocol says (on the case's pattern)."""
     s = dataclasses.replace(eval_cnn.PROTOCOL, rounds=networks, pattern=case.pattern)
-    with cli.bar(s.steps, f"train {case.name}") as bar:
+    with report.bar(s.steps, f"train {case.name}") as bar:
         return eval_cnn.train(s, gen, [eval_cnn.model(s, "Naive", case.filters)], bar), data.Pattern(case.pattern)
 
 
@@ -202,11 +202,11 @@ def study(case: Case, args: argparse.Namespace, gen: torch.Generator) -> tuple[l
     """The summary rows (one per method) and the interval of every repetition of one case."""
     networks = args.networks or case.networks
     stack, pattern = trained(case, networks, gen)
-    with cli.bar(args.pools, f"truth {case.name}") as bar:
+    with report.bar(args.pools, f"truth {case.name}") as bar:
         true_share, se = truth(stack, gen, pattern, args.pools, args.pool, on_pool=bar.update)
     summary, every = [], []
     for method, make in METHODS.items():
-        with cli.bar(args.repetitions, f"{method[:3]} {case.name}") as bar:
+        with report.bar(args.repetitions, f"{method[:3]} {case.name}") as bar:
             found = intervals(make(stack, gen, pattern), args.repetitions, bar.update)
         covered, width = coverage(found, true_share)
         summary.append({"case": case.name, "method": method, "networks": networks,
@@ -236,7 +236,7 @@ def main(argv: list[str] | None = None) -> int:
     try:
         args = parse(argv)
     except UsageError as e:
-        print(f"coverage.py: error: {e}", file=sys.stderr)
+        print(f"interval_coverage.py: error: {e}", file=sys.stderr)
         return 2
     began = time.perf_counter()
     gen = torch.Generator(device(args.device)).manual_seed(args.seed)
