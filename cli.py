@@ -358,7 +358,7 @@ def execute(prog: str, jobs: list[Job], args: argparse.Namespace, argv: list[str
             record = {**info[f.name], "diverged": report.divergence(summaries, f.columns)}
             if not args.plot_only:
                 record["csv_sha256"] = report.digest(text)
-            drawn = f.draw(summaries, rows[f.name], solved_at) if f.draw else report.plot(summaries, f, solved_at)
+            drawn = f.render(summaries, rows[f.name], solved_at) if f.render else report.plot(summaries, f, solved_at)
             files[out / f"{f.name}.png"] = drawn
             if src != out or not args.plot_only:        # a redraw in place leaves the run's CSV and JSON as they are
                 files[out / f"{f.name}.csv"] = report.write_text(text)

@@ -280,14 +280,14 @@ def figures(script: ModuleType, base: cli.Settings, study: Study) -> tuple[repor
     ablation = dataclasses.replace(script.FIGURE, name=f"ablation_{script.NAME}", models=names, columns=COLUMNS,
                                    views=views, title=f"{script.FIGURE.title}: Naive, each arm at its tuned rate")
     grid = dataclasses.replace(script.FIGURE, name=f"tuning_{script.NAME}", models=names, columns=COLUMNS, table=False,
-                               draw=chosen_figure(script, study), title=script.FIGURE.title)
+                               render=chosen_figure(script, study), title=script.FIGURE.title)
     return grid, ablation
 
 
 def chosen_figure(script: ModuleType, study: Study):
     """Per length: each arm's chosen lr / momentum (colour: log10 lr; * at a grid edge; the criterion's
     value on the tuning rounds below), and the share of grid rounds that diverged, by variant and lr."""
-    def draw(summaries: list[report.Summary], rows: list[report.Row], solved_at: float):
+    def render(summaries: list[report.Summary], rows: list[report.Row], solved_at: float):
         chosen, momenta = choices(rows, study.criterion, solved_at), with_momentum(rows)
         lengths = list(dict.fromkeys(s for _, _, s in chosen))
         models = list(dict.fromkeys(m for m, _, _ in chosen))
@@ -320,7 +320,7 @@ def chosen_figure(script: ModuleType, study: Study):
                       title=f"{steps} steps: share of grid rounds diverged")
         fig.tight_layout()
         return report.png(fig)
-    return draw
+    return render
 
 
 def with_momentum(rows: list[report.Row]) -> set[str]:

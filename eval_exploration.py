@@ -641,11 +641,11 @@ def lengths(s: cli.Settings, o: Exploration) -> list[int]:
 def with_rates(fig: report.Figure, series_of) -> report.Figure:
     """The figure drawn by report.plot, each line's legend saying its rates (lr / momentum, per point in x order
     where they differ)."""
-    def draw(summaries: list[report.Summary], rows, solved_at: float):
+    def render(summaries: list[report.Summary], rows, solved_at: float):
         views = tuple(dataclasses.replace(v, series=labelled(v, [m for m in summaries if v.keep(m)], series_of))
                       for v in fig.views)
-        return report.plot(summaries, dataclasses.replace(fig, views=views, draw=None), solved_at)
-    return dataclasses.replace(fig, draw=draw)
+        return report.plot(summaries, dataclasses.replace(fig, views=views, render=None), solved_at)
+    return dataclasses.replace(fig, render=render)
 
 
 def labelled(view: report.View, kept: list[report.Summary], series_of):

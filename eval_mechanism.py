@@ -558,7 +558,7 @@ def across(r: Results) -> list[str]:
 SHARED_PANELS = (anatomy_panel, ticket_panel, profile_panel)
 
 
-def draw(e: ModuleType):
+def render(e: ModuleType):
     """The figure: the shared panels, then the anatomy's own, three a row."""
     panels = SHARED_PANELS + ANATOMIES[e.NAME].panels
 
@@ -582,7 +582,7 @@ def figure(e: ModuleType) -> report.Figure:
     anatomy = ANATOMIES[e.NAME]
     return dataclasses.replace(e.FIGURE, name=f"mechanism_{e.NAME}", views=(), models=(WIDE, TICKET, CONTROL, *anatomy.arms),
                                columns=(*e.TEST_COLUMNS, *anatomy.columns), title=f"{e.FIGURE.title}: why width helps",
-                               draw=draw(e))
+                               render=render(e))
 
 
 def job(e: ModuleType, s: cli.Settings, own: Mechanism) -> cli.Job:

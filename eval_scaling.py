@@ -398,7 +398,7 @@ def panel_missed(ax, arms_: list[Arm], rows: list[report.Row]) -> None:
     ax.legend(fontsize=6, ncol=2)
 
 
-def draw(summaries: list[report.Summary], rows: list[report.Row], solved_at: float):
+def render(summaries: list[report.Summary], rows: list[report.Row], solved_at: float):
     arms_ = law(rows, solved_at)
     patterns = list(dict.fromkeys(a.pattern for a in arms_))
     families = list(dict.fromkeys(family_of(p) for p in patterns))
@@ -425,7 +425,7 @@ def draw(summaries: list[report.Summary], rows: list[report.Row], solved_at: flo
 
 FIGURE = report.Figure(name=NAME, title="harder patterns", ylabel="validation accuracy (%)",
                        solved_label="accuracy >= {solved_at:.1%}", views=(), percent=True, models=(MODEL,),
-                       columns=COLUMNS, table=False, draw=draw)
+                       columns=COLUMNS, table=False, render=render)
 
 
 # ----------------------------------------------------------------------------- command line

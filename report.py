@@ -329,7 +329,7 @@ class Figure:
                                      # where the file declares it (a study's figure made from this one may not)
     styles: tuple[tuple[str, dict], ...] = ()   # (series, matplotlib style) beyond the defaults
     table: bool = True               # print the table (a long grid prints its notes only)
-    draw: Callable[[list[Summary], list[Row], float], Callable[[Path], None]] | None = None  # a figure of its own
+    render: Callable[[list[Summary], list[Row], float], Callable[[Path], None]] | None = None  # a figure of its own
 
 
 def deciding(figure: Figure) -> str:

@@ -113,3 +113,15 @@ def test_an_empty_out_and_a_refused_run_leave_the_tree_clean(tmp_path, capsys, m
     assert main("cnn", "--rounds", str(10 ** 8)) == 2                      # too large for the memory
     assert not list(tmp_path.iterdir())                                   # no results, no empty runs/ folder
     capsys.readouterr()
+
+
+def test_every_results_file_is_written_without_quoting():
+    """A model name with a comma or a quote would be quoted in the CSV, which `--plot-only` refuses: no
+    script's figures may declare one (a study's figure would write files it cannot read back)."""
+    import importlib
+    for name in ("eval_cnn", "eval_bool", "eval_ablations", "eval_exploration", "eval_mechanism", "eval_scaling",
+                 "eval_search"):
+        module = importlib.import_module(name)
+        for job in module.jobs(module.arguments().parse_args(["--quick"])):
+            for figure in job.figures:
+                assert not [m for m in figure.models if set(m) & {",", '"', "\n", "\r"}], (name, figure.name)
