@@ -1,6 +1,7 @@
 """What a new user's abuse must meet (issue "A study is one unit too"): tampered files refused, a run's
 files replaced as one unit, messages that say what is on disk, huge values refused, a clean working tree.
 The tampered-file corpus lives in tests/tampered/ (remade by tests/tampered/make.py)."""
+import json
 import os
 import shutil
 import subprocess
@@ -125,3 +126,63 @@ def test_every_results_file_is_written_without_quoting():
         for job in module.jobs(module.arguments().parse_args(["--quick"])):
             for figure in job.figures:
                 assert not [m for m in figure.models if set(m) & {",", '"', "\n", "\r"}], (name, figure.name)
+
+
+STUDIES = {"eval_ablations": ["--experiment", "bool"], "eval_exploration": ["--experiment", "bool"],
+           "eval_mechanism": ["--experiment", "bool"], "eval_search": ["--experiment", "bool"], "eval_scaling": []}
+
+
+def delete_a_row(csv_path, record_path):
+    head, first, *rest = csv_path.read_text().splitlines(keepends=True)
+    csv_path.write_text(head + "".join(rest))
+
+
+def drop_the_record(csv_path, record_path):
+    record_path.unlink()
+
+
+def quote_a_field_and_vouch_for_it(csv_path, record_path):
+    head, first, *rest = csv_path.read_text().splitlines(keepends=True)
+    model, tail = first.split(",", 1)
+    csv_path.write_text(head + f'"{model}",{tail}' + "".join(rest))
+    record = json.loads(record_path.read_text())
+    record_path.write_text(json.dumps({**record, "csv_sha256": report.digest(csv_path.read_text())}))
+
+
+def committed_copy(study: str, folder: Path):
+    """A copy of a study's committed results (its default run), and the study's module."""
+    import importlib
+    module = importlib.import_module(study)
+    names = [f.name for job in module.jobs(module.arguments().parse_args(STUDIES[study])) for f in job.figures]
+    for name in names:
+        for ext in ("csv", "json"):
+            shutil.copy(ROOT / "plots" / f"{name}.{ext}", folder)
+    return module, names
+
+
+@pytest.mark.parametrize("damage", [delete_a_row, drop_the_record, quote_a_field_and_vouch_for_it])
+@pytest.mark.parametrize("study", STUDIES)
+def test_plot_only_of_every_study_refuses_its_committed_files_once_tampered(tmp_path, capsys, study, damage):
+    """One file of a copy of the study's committed results damaged: the study refuses with one line and
+    writes nothing."""
+    module, names = committed_copy(study, tmp_path)
+    damage(tmp_path / f"{names[0]}.csv", tmp_path / f"{names[0]}.json")
+    before = {p.name: p.read_bytes() for p in tmp_path.iterdir()}
+    assert cli.main(module.arguments(), module.jobs, [*STUDIES[study], "--plot-only", "--out", str(tmp_path)]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith(f"{study}.py: error: ") and err.count("\n") == 1, err
+    assert {p.name: p.read_bytes() for p in tmp_path.iterdir()} == before
+
+
+@pytest.mark.parametrize("study", STUDIES)
+def test_every_study_redraws_its_committed_files_untampered(tmp_path, capsys, study):
+    """The control: undamaged, the same copy passes every check `--plot-only` makes of its files (so the
+    refusals above come from the damage), and the committed results are those of the study's present
+    defaults (their records hold its present settings)."""
+    module, names = committed_copy(study, tmp_path)
+    args = module.arguments().parse_args(STUDIES[study])
+    for job in module.jobs(args):
+        for figure in job.figures:
+            report.read_csv(tmp_path / f"{figure.name}.csv", figure.models, figure.columns)
+            cli.read_record(tmp_path / f"{figure.name}.json", f"{study}.py", figure.name,
+                            tmp_path / f"{figure.name}.csv", job)
