@@ -425,7 +425,9 @@ def main(p: Parser, jobs_of: Callable[[argparse.Namespace], list[Job]], argv: li
     except (UsageError, report.DataError) as e:
         print(f"{prog}: error: {e}", file=sys.stderr)
         return 2
-    except (MemoryError, torch.OutOfMemoryError) as e:
+    except (MemoryError, torch.OutOfMemoryError, RuntimeError) as e:
+        if isinstance(e, RuntimeError) and not isinstance(e, torch.OutOfMemoryError) and "allocate" not in str(e):
+            raise                                   # not an allocation that failed: a bug, shown as one
         print(f"{prog}: error: out of memory ({str(e).splitlines()[0][:120] if str(e) else 'MemoryError'}): "
               "lower --rounds or the sweep", file=sys.stderr)
         return 2

@@ -66,10 +66,10 @@ KEYS = [c.name for c in COLUMNS if c.key]
 class Exploration(cli.StudySettings):
     """The study's own settings, kept beside an experiment's."""
     restarts: int = cli.setting("largest k of the best of k small networks", cli.positive, "a positive integer")
-    samples: int = cli.setting("largest k of the best of k sampled latents (k = 1, 2, 4, ...)", cli.positive,
-                               "a positive integer")
-    selection: int = cli.setting("selection set of a round (the experiment's SELECTION_UNIT)", cli.positive,
-                                 "a positive integer")
+    samples: int = cli.setting("largest k of the best of k sampled latents (k = 1, 2, 4, ...)", cli.within(1, 4096),
+                               "in [1, 4096]")
+    selection: int = cli.setting("selection set of a round (the experiment's SELECTION_UNIT)", cli.within(1, 100_000),
+                                 "in [1, 100000]")
     selection_growth: int = cli.setting("selection-noise figure: selection sets this many times larger, twice",
                                         cli.within(2, 1000), "in [2, 1000]")
     tuning_rounds: int = cli.setting("fresh rounds per grid point that choose each arm's rates", cli.positive,

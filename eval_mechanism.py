@@ -78,8 +78,8 @@ class Mechanism(cli.StudySettings):
 @dataclasses.dataclass(frozen=True, kw_only=True)
 class FilterChoice(Mechanism):
     """Experiment 1: the selection set that fits each filter's threshold and makes every choice."""
-    selection: int = cli.setting("selection set of experiment 1: pairs of sequences per round", cli.positive,
-                                 "a positive integer", default=1000)
+    selection: int = cli.setting("selection set of experiment 1: pairs of sequences per round", cli.within(1, 100_000),
+                                 "in [1, 100000]", default=1000)
 
     def memory_bytes(self, base: eval_cnn.Settings) -> int:
         """Besides the experiment's: every round's selection and validation sequences, held, and a chunk of

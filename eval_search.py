@@ -72,7 +72,7 @@ class Search(cli.StudySettings):
     tuning_rounds: int = cli.setting("tuning rounds per grid point (each arm, each budget)", cli.positive,
                                      "a positive integer", default=100)
     selection: int = cli.setting("selection set per round, in the experiment's unit (pairs of sequences / points)",
-                                 cli.positive, "a positive integer")
+                                 cli.within(1, 100_000), "in [1, 100000]")
 
     def quick(self) -> "Search":
         return dataclasses.replace(self, tuning_rounds=min(self.tuning_rounds, 6), selection=min(self.selection, 50))

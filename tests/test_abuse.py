@@ -186,3 +186,20 @@ def test_every_study_redraws_its_committed_files_untampered(tmp_path, capsys, st
             report.read_csv(tmp_path / f"{figure.name}.csv", figure.models, figure.columns)
             cli.read_record(tmp_path / f"{figure.name}.json", f"{study}.py", figure.name,
                             tmp_path / f"{figure.name}.csv", job)
+
+
+def test_an_allocation_that_fails_anyway_is_one_line_not_a_traceback(monkeypatch, capsys):
+    """Beyond the up-front memory estimate, torch's allocator may still refuse (a RuntimeError, not a
+    MemoryError): one line, status 2. Any other RuntimeError is a bug and stays one."""
+    def refused(*args, **kwargs):
+        raise RuntimeError("[enforce fail at alloc_cpu.cpp:127] DefaultCPUAllocator: can't allocate memory")
+    monkeypatch.setattr(eval_cnn, "run", refused)
+    assert main("cnn", "--quick") == 2
+    err = capsys.readouterr().err
+    assert err.startswith("eval_cnn.py: error: out of memory") and err.count("\n") == 1
+
+    def bug(*args, **kwargs):
+        raise RuntimeError("shape mismatch")
+    monkeypatch.setattr(eval_cnn, "run", bug)
+    with pytest.raises(RuntimeError, match="shape mismatch"):
+        main("cnn", "--quick")
