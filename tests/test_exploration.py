@@ -351,8 +351,8 @@ def test_plot_only_redraws(quick):
 
 @pytest.mark.parametrize("argv, message", [
     (["--restarts", "0"], "--restarts must be a positive integer"),
-    (["--samples", "-2"], "--samples must be a positive integer"),
-    (["--selection", "0"], "--selection must be a positive integer"),
+    (["--samples", "-2"], "--samples must be in [1, 4096]"),
+    (["--selection", "0"], "--selection must be in [1, 100000]"),
     (["--criterion", "best"], "argument --criterion: invalid choice"),
     (["--lengths", "9"], "--lengths must be in [1, 4]"),
     (["--experiment", "bool", "--min-filters", "4"], "--min-filters does not apply to --experiment bool"),

@@ -152,7 +152,7 @@ def test_nothing_in_the_study_names_an_experiment():
 @pytest.mark.parametrize("argv, message", [
     (["--max-width", "2"], "--max-width must be at least 3"),
     (["--max-filters", "1"], "--max-filters must be at least 2"),
-    (["--selection", "0"], "--selection must be a positive integer"),
+    (["--selection", "0"], "--selection must be in [1, 100000]"),
     (["--experiment", "bool", "--selection", "5"], "--selection does not apply to --experiment bool"),
     (["--experiment", "cnn", "--max-width", "5"], "--max-width does not apply to --experiment cnn"),
     (["--experiment", "bool", "--min-filters", "2"], "--min-filters does not apply to --experiment bool"),
