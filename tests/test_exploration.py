@@ -357,8 +357,8 @@ def test_plot_only_redraws(quick):
     (["--lengths", "9"], "--lengths must be in [1, 4]"),
     (["--experiment", "bool", "--min-filters", "4"], "--min-filters does not apply to --experiment bool"),
     (["--experiment", "cnn", "--max-width", "4"], "--max-width does not apply to --experiment cnn"),
-    (["--experiment", "cnn", "--selection", "400000000"], "GiB at once"),
-    (["--experiment", "bool", "--selection", "400000000"], "GiB at once"),
+    (["--experiment", "cnn", "--selection", "100000", "--rounds", "100000"], "GiB at once"),
+    (["--experiment", "bool", "--selection", "100000", "--rounds", "100000"], "GiB at once"),
     (["--samples", "x"], "invalid int value"),
 ])
 def test_bad_flags_exit_2_with_one_line(argv, message, tmp_path, capsys):
