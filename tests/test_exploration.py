@@ -357,8 +357,6 @@ def test_plot_only_redraws(quick):
     (["--lengths", "9"], "--lengths must be in [1, 4]"),
     (["--experiment", "bool", "--min-filters", "4"], "--min-filters does not apply to --experiment bool"),
     (["--experiment", "cnn", "--max-width", "4"], "--max-width does not apply to --experiment cnn"),
-    (["--experiment", "cnn", "--selection", "100000", "--rounds", "100000"], "GiB at once"),
-    (["--experiment", "bool", "--selection", "100000", "--rounds", "100000"], "GiB at once"),
     (["--samples", "x"], "invalid int value"),
 ])
 def test_bad_flags_exit_2_with_one_line(argv, message, tmp_path, capsys):
@@ -366,6 +364,15 @@ def test_bad_flags_exit_2_with_one_line(argv, message, tmp_path, capsys):
     err = capsys.readouterr().err
     assert message in err and err.count("\n") == 1
     assert not list(tmp_path.iterdir())
+
+
+@pytest.mark.parametrize("experiment", ["cnn", "bool"])
+def test_the_memory_check_counts_the_selection_sets(experiment, tmp_path, capsys):
+    """Refused before anything trains: a run whose selection sets would not fit (not a --quick run, which
+    caps the rounds)."""
+    assert main("--experiment", experiment, "--selection", "100000", "--rounds", "100000", "--out", tmp_path) == 2
+    err = capsys.readouterr().err
+    assert "GiB at once" in err and err.count("\n") == 1 and not list(tmp_path.iterdir())
 
 
 def test_a_flag_the_run_applies_is_accepted():
