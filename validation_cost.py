@@ -10,7 +10,7 @@ import time
 import torch
 
 import report
-import coverage
+import interval_coverage as coverage
 import data
 import engine
 import eval_cnn

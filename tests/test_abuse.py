@@ -203,3 +203,10 @@ def test_an_allocation_that_fails_anyway_is_one_line_not_a_traceback(monkeypatch
     monkeypatch.setattr(eval_cnn, "run", bug)
     with pytest.raises(RuntimeError, match="shape mismatch"):
         main("cnn", "--quick")
+
+
+@pytest.mark.parametrize("script", sorted(p.stem for p in ROOT.glob("*.py")))
+def test_every_top_level_script_imports(script):
+    """Every file at the top imports (a renamed module would break its users here first)."""
+    import importlib
+    importlib.import_module(script)
