@@ -129,15 +129,21 @@ def per_round_validation(rounds: int, pairs: int, gen: torch.Generator, pattern:
     round i % `rounds` (the candidates of a round, stacked candidate-major, meet the same sequences).
     Round r's set comes from a generator of its own, seeded by the r-th of `rounds` seeds drawn from `gen`
     now (one draw), so it is the same whatever the chunks and their order, and reproducible from the seed.
+    The last chunk's sets are held: groups of a stack that meet the same rounds one after another
+    (`engine.evaluate` goes chunk by chunk across groups) draw them once.
     """
     seeds = torch.randint(0, 2 ** 62, (rounds,), generator=gen, device=gen.device).tolist()
     y = torch.tensor([0.0, 1.0], device=gen.device).repeat(pairs)
+    last: dict[tuple[int, int], Tensor] = {}
 
     def data(start: int, stop: int) -> tuple[tuple[Tensor], Tensor]:
-        own = torch.Generator(gen.device)
-        sets = [pattern_validation_set(pairs, own.manual_seed(seeds[r % rounds]), pattern)[0]
-                for r in range(start, stop)]
-        return (torch.stack(sets),), y
+        key = (start % rounds, stop - start)      # the same rounds as the last call: its sets, not drawn again
+        if key not in last:
+            own = torch.Generator(gen.device)
+            last.clear()
+            last[key] = torch.stack([pattern_validation_set(pairs, own.manual_seed(seeds[r % rounds]), pattern)[0]
+                                     for r in range(start, stop)])
+        return (last[key],), y
     return data
 
 

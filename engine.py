@@ -380,8 +380,12 @@ def evaluate(stack: Stack, data: Callable[[int, int], Batch], score: Callable[[T
     device = stack.params[next(iter(stack.params))].device
     scores = torch.empty(stack.rounds, device=device)
     diverged = torch.empty(stack.rounds, dtype=torch.bool, device=device)
-    for group in stack.groups:
-        for start in range(group.start, group.stop, chunk):
+    longest = max(g.stop - g.start for g in stack.groups)
+    for offset in range(0, longest, chunk):          # chunk by chunk across groups: groups of the same rounds
+        for group in stack.groups:                   # ask for the same data one after another
+            start = group.start + offset
+            if start >= group.stop:
+                continue
             stop = min(start + chunk, group.stop)
             inputs, y = data(start, stop)
             out = logits(stack, group, inputs, shared, start - group.start, stop - group.start)

@@ -120,6 +120,7 @@ def selection(s: Settings, gen: torch.Generator, size: int, cycle: int | None = 
 
 
 TEST_POINTS = 100_000                        # one large test sample, shared: it measures, it decides nothing
+TEST_CHUNK = 4                               # rounds scored on it at once: (4, 100 000, width) stays cache-friendly
 TEST_COLUMNS = (report.Column("test_error", float, key=False, low=0, high=1),)
 
 
@@ -129,7 +130,7 @@ def test_set(s: Settings, gen: torch.Generator) -> Callable[[engine.Stack], list
     x, y = data.and_points((TEST_POINTS,), gen)
 
     def measure(stack: engine.Stack) -> list[tuple]:
-        scored = engine.Scorer(lambda start, stop: ((x,), y), engine.accuracy, shared=True)(stack)[0]
+        scored = engine.Scorer(lambda start, stop: ((x,), y), engine.accuracy, shared=True, chunk=TEST_CHUNK)(stack)[0]
         return [(("test_error", 1 - a),) for a in scored.tolist()]
     return measure
 

@@ -177,8 +177,9 @@ def sweep(s: Settings, gen: torch.Generator, scorer: engine.Scorer, families=FAM
 
 def run(s: Settings, gen: torch.Generator) -> list[report.Row]:
     """The faithful run: every network scored on the protocol's one validation set (the write-up's figure),
-    and, after all training, each on a set of its own of the same size (`own_score`: independent rounds,
-    so the solved share's interval holds)."""
+    and, after all training, each round on a set of its own of the same size (`own_score`: independent
+    rounds, so the solved share's interval holds; round r of every size of a stack meets the same set,
+    so differences between sizes are paired by round)."""
     x_val, y_val = data.pattern_validation_set(VALIDATION_PAIRS, gen, s.task())
     shared = shared_set(x_val, y_val)
     with report.bar(2 * s.steps, "eval_cnn") as bar:
@@ -188,7 +189,7 @@ def run(s: Settings, gen: torch.Generator) -> list[report.Row]:
     fixed = report.score_module(net, x_val, y_val, METRIC)
     rows = []
     for (labels, stack), on_shared in zip(stacks, scored):           # own sets drawn last: the protocol's
-        own = validation(s, gen, stack.rounds)(stack)[0].tolist()     # draws stay as they were
+        own = validation(s, gen, s.rounds)(stack)[0].tolist()         # draws stay as they were
         rows += report.rows_of(stack, labels, on_shared, measured=[(("own_score", v),) for v in own])
     x_own, y_own = data.pattern_validation_set(VALIDATION_PAIRS, gen, s.task())
     own = report.score_module(net, x_own, y_own, METRIC)

@@ -113,6 +113,32 @@ def _max_conv_per_round(x: Tensor, w: Tensor) -> Tensor:
     return best
 
 
+BLOCK_ELEMENTS = 2 ** 20   # (R, b, F, positions) at most this many elements at once: cache-sized blocks
+
+
+def _max_conv_blocked(x: Tensor, w: Tensor) -> Tensor:
+    """max over positions of x (R, B, L) correlated with few filters w (R, F, K) -> (R, B, F), without autograd.
+
+    The same sums as `_conv_per_round` (bit for bit), a block of the batch at a time so that the
+    (R, b, F, positions) tensor stays about cache-sized: twice as fast at 1-7 filters and 2000 sequences.
+    """
+    r, b, length = x.shape
+    f, k = w.shape[1:]
+    block = max(1, BLOCK_ELEMENTS // (r * f * (length - k + 1)))
+    return torch.cat([_halving_max(_conv_per_round(x[:, a:a + block], w)) for a in range(0, b, block)], 1)
+
+
+def _halving_max(x: Tensor) -> Tensor:
+    """max over the last dim by overlapping halves (exact, as a max is): twice as fast as `amax` on a
+    short last dim such as 61 positions."""
+    n = x.shape[-1]
+    while n > 1:
+        half = (n + 1) // 2
+        x = torch.maximum(x[..., :half], x[..., n - half:n])
+        n = half
+    return x[..., 0]
+
+
 def _max_conv_shared(x: Tensor, w: Tensor) -> Tensor:
     """max over positions of x (B, L) correlated with w (R, F, K) -> (R, B, F), without autograd.
 
@@ -141,8 +167,8 @@ def pool_conv(x: Tensor, w: Tensor, pool: str = "max", temperature: float | Tens
             x = x.expand(w.shape[0], *x.shape)
         else:
             return _max_conv_shared(x, w)
-    elif pool == "max" and not torch.is_grad_enabled() and w.shape[1] >= MANY_FILTERS:
-        return _max_conv_per_round(x, w)
+    elif pool == "max" and not torch.is_grad_enabled():
+        return (_max_conv_per_round if w.shape[1] >= MANY_FILTERS else _max_conv_blocked)(x, w)
     if pool == "lse":
         return lse_pool(_conv_per_round(x, w), temperature)
     with torch.no_grad():

@@ -83,3 +83,20 @@ def test_init_stack_refuses_templates_with_other_settings():
     with pytest.raises(ValueError, match="one class"):
         engine.init_stack([NaiveBoolNet(2), HyperBoolNet()], 2, gen)
     engine.init_stack([NaiveCNN(2), NaiveCNN(3, frozen_conv=True)], 2, gen)      # frozen is a mask, not a setting
+
+
+@pytest.mark.parametrize("filters", [1, 3, 7])
+def test_blocked_max_conv_is_the_whole_tensors_max_bit_for_bit(filters, monkeypatch):
+    """The no-autograd per-round path for few filters (blocks of the batch, max by halves) gives exactly
+    the max of the whole (R, B, F, positions) correlation, whatever the block."""
+    import models
+    gen = torch.Generator().manual_seed(filters)
+    x, w = torch.randn(3, 50, 64, generator=gen), torch.randn(3, filters, 4, generator=gen)
+    whole = models._conv_per_round(x, w).amax(-1)
+    for block in (1, 7, 2 ** 20):
+        monkeypatch.setattr(models, "BLOCK_ELEMENTS", block * 3 * filters * 61)
+        assert torch.equal(models._max_conv_blocked(x, w), whole)
+    with torch.no_grad():
+        assert torch.equal(models.pool_conv(x, w), whole)
+    odd = torch.randn(2, 5, 61, generator=gen)
+    assert all(torch.equal(models._halving_max(odd[..., :n]), odd[..., :n].amax(-1)) for n in range(1, 62))

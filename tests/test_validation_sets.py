@@ -80,3 +80,23 @@ def test_false_positives_and_non_finite_logits():
     by_start, false_pos = data.misses_by_start(logits, start, 2)
     assert torch.equal(by_start, torch.tensor([[0, 1], [1, 1], [1, 0]]))
     assert torch.equal(false_pos, torch.tensor([1, 2, 0]))
+
+
+def test_groups_that_meet_the_same_rounds_draw_their_sets_once(monkeypatch):
+    """engine.evaluate goes chunk by chunk across groups; per_round_validation holds the last chunk's sets,
+    so two groups of the same rounds draw each set once, and each still meets round i % rounds's set."""
+    drawn, made = [], []
+    sets = data.per_round_validation(4, 20, gen(2))
+    counted = lambda a, b: (drawn.append((a, b)), sets(a, b))[1]
+    stack = engine.init_stack([NaiveCNN(1), NaiveCNN(3)], 4, gen(5))
+    draw = data.pattern_validation_set
+    monkeypatch.setattr(data, "pattern_validation_set", lambda *a: (made.append(1), draw(*a))[1])
+    scores, _ = engine.evaluate(stack, counted, engine.accuracy, chunk=2)
+    monkeypatch.undo()
+    assert drawn == [(0, 2), (4, 6), (2, 4), (6, 8)]              # chunk-major: group 1, group 2, next chunk
+    assert len(made) == 4                                         # four rounds, four sets, for two groups
+    fresh = data.per_round_validation(4, 20, gen(2))
+    assert all(torch.equal(fresh(a % 4, a % 4 + 2)[0][0], sets(a, b)[0][0]) for a, b in drawn)
+    alone = [engine.evaluate(engine.init_stack([t], 4, gen(5)), data.per_round_validation(4, 20, gen(2)),
+                             engine.accuracy, chunk=3)[0] for t in (NaiveCNN(1),)]
+    assert torch.equal(scores[:4], alone[0])                      # the chunking and order change nothing
