@@ -17,6 +17,8 @@ rate, then the smaller momentum. The arm is then reported on --rounds other, fre
 chosen values (all sweep points of an arm in one stack, each at its own rate), each scored on its own
 validation set; the choice never sees them. Mean scores are reported at the same choices. Reference: the
 protocol's SGD at its own untuned rate and length (the write-up's setting).
+Every reported network is also measured on the experiment's large test set (TEST_COLUMNS: its error rate
+and, in experiment 1, the start positions at which it misses the pattern).
 Writes ablation_{cnn,bool} (reported rounds) and tuning_{cnn,bool} (the grid) .png/.csv/.json.
 """
 import interrupts; interrupts.install()             # noqa: E702  (first: Ctrl-C during the imports too)
@@ -136,26 +138,28 @@ def keys(choice: tuning.Choice, steps: int) -> tuple:
 
 
 def tune_and_report(script: ModuleType, name: str, s: cli.Settings, at: list[int], study: Study,
-                    gen: torch.Generator, bar) -> tuple[dict, list[report.Row], list[report.Row]]:
+                    gen: torch.Generator, bar, test) -> tuple[dict, list[report.Row], list[report.Row]]:
     """One variant at one length: every sweep point's grid in one stack on tuning rounds (choice on selection
-    data), then fresh rounds at the chosen values, all points in one stack, each at its own rate."""
+    data), then fresh rounds at the chosen values, all points in one stack, each at its own rate, each round
+    scored on its own validation set and measured on the test set (`test`: the experiment's `test_set`)."""
     arms = [tuning.Arm(name, n, s, script.model(s, "Naive", n)) for n in at]
     chosen, grid = tuning.tune(script, arms, study.tuning_rounds, study.selection, study.criterion, gen, bar)
     picks = [chosen[(name, n)] for n in at]
     stack = script.train(s, gen, [arm.template for arm in arms], bar,
                          lr=[c.lr for c in picks], momentum=[c.momentum for c in picks])
-    scored = script.validation(s, gen, stack.rounds)(stack)
+    scored, measured = script.validation(s, gen, stack.rounds)(stack), test(stack)
     rows = [row for n, c, g in zip(at, picks, stack.groups)
-            for row in report.rows_of(stack, [(name, n)], scored, keys(c, s.steps), groups=[g])]
+            for row in report.rows_of(stack, [(name, n)], scored, keys(c, s.steps), measured, groups=[g])]
     return {n: dataclasses.asdict(c) for n, c in zip(at, picks)}, keyed(grid, s.steps), rows
 
 
-def reference(script: ModuleType, base: cli.Settings, at: list[int], gen: torch.Generator, bar) -> list[report.Row]:
+def reference(script: ModuleType, base: cli.Settings, at: list[int], gen: torch.Generator, bar, test
+              ) -> list[report.Row]:
     """The protocol's SGD at its own rate and length, untuned."""
     stack = script.train(base, gen, [script.model(base, "Naive", n) for n in at], bar)
     fixed = tuning.Choice(base.lr, base.momentum, float("nan"), False)
     return report.rows_of(stack, [(REFERENCE, n) for n in at], script.validation(base, gen, stack.rounds)(stack),
-                          keys(fixed, base.steps))
+                          keys(fixed, base.steps), test(stack))
 
 
 def job(script: ModuleType, base: cli.Settings, study: Study) -> cli.Job:
@@ -167,15 +171,15 @@ def job(script: ModuleType, base: cli.Settings, study: Study) -> cli.Job:
               "chosen": {}}
 
     def run(gen: torch.Generator) -> dict[str, list[report.Row]]:
-        grid, reported = [], []
+        grid, reported, test = [], [], script.test_set(base, gen)
         with report.bar((2 * len(tuned) * sum(lengths) + 1) * base.steps, f"ablations ({script.NAME})") as bar:
             for m in lengths:
                 for name, v in tuned.items():
                     s = dataclasses.replace(v, steps=m * base.steps)
-                    chosen, g, r = tune_and_report(script, name, s, sizes(script, base, study, m), study, gen, bar)
+                    chosen, g, r = tune_and_report(script, name, s, sizes(script, base, study, m), study, gen, bar, test)
                     record["chosen"].setdefault(s.steps, {})[name] = chosen      # the JSON says what each arm ran at
                     grid, reported = grid + g, reported + r
-            reported += reference(script, base, sizes(script, base, study, 1), gen, bar)
+            reported += reference(script, base, sizes(script, base, study, 1), gen, bar, test)
         return {f"tuning_{script.NAME}": grid, f"ablation_{script.NAME}": reported}
     return cli.Job(figures(script, base, study), base, PROTOCOLS[script.NAME], run,
                    notes={f"tuning_{script.NAME}": tuning_notes(study), f"ablation_{script.NAME}": verdicts(base, study)},
@@ -277,7 +281,8 @@ def figures(script: ModuleType, base: cli.Settings, study: Study) -> tuple[repor
     steps = [m * base.steps for m in study.multiples()]
     views = tuple(report.View(f"{script.SIZE}", lambda s: s.sweep, lambda s, n=n: key(s, "steps") == n,
                               f"{n} steps ({n // base.steps}x)") for n in steps)
-    ablation = dataclasses.replace(script.FIGURE, name=f"ablation_{script.NAME}", models=names, columns=COLUMNS,
+    ablation = dataclasses.replace(script.FIGURE, name=f"ablation_{script.NAME}", models=names,
+                                   columns=(*COLUMNS, *script.TEST_COLUMNS),
                                    views=views, title=f"{script.FIGURE.title}: Naive, each arm at its tuned rate")
     grid = dataclasses.replace(script.FIGURE, name=f"tuning_{script.NAME}", models=names, columns=COLUMNS, table=False,
                                render=chosen_figure(script, study), title=script.FIGURE.title)

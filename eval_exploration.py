@@ -21,6 +21,8 @@ run, on --long-rounds rounds (tuning: --long-tuning-rounds). Selection noise, at
 best of the largest k small Naive networks chosen on selection sets --selection-growth ** i times as large
 (i = 0, 1, 2), against the oracle bound (the candidate best on the validation set itself: an upper bound of any
 rule, not a method).
+Every reported network (each round's chosen one) is also measured on the experiment's large test set: its
+error rate and, in experiment 1, the start positions at which it misses the pattern (TEST_COLUMNS).
 Writes exploration_{cnn,bool}, exploration_selection_{cnn,bool} and exploration_tuning_{cnn,bool}
 (.png, .csv, .json); the JSON records every chosen rate and each arm's budget (parameters, compute, data).
 """
@@ -177,10 +179,12 @@ def trained_family(arm: Arm) -> str:
 
 @dataclass
 class Trained:
-    """Pools trained and scored: each pool's (rounds, C) scores and diverged flags on each named set."""
+    """Pools trained and scored: each pool's (rounds, C) scores and diverged flags on each named set, and
+    (where a test set was given) each candidate column's test-set measurements, one tuple per round."""
     columns: dict[Pool, slice]
     scores: dict[str, Tensor]
     diverged: dict[str, Tensor]
+    tests: list[list[tuple]] = dataclasses.field(default_factory=list)
 
     def of(self, pool: Pool, on: str) -> tuple[Tensor, Tensor]:
         return self.scores[on][:, self.columns[pool]], self.diverged[on][:, self.columns[pool]]
@@ -243,10 +247,12 @@ def scored(stack: engine.Stack, scorer: engine.Scorer) -> tuple[Tensor, Tensor]:
 
 
 def train_and_score(x: ModuleType, s: cli.Settings, o: Exploration, pools: list[Pool], sets: dict[str, engine.Scorer],
-                    gen: torch.Generator, bar, stack_of, only: dict[str, set[Pool]] | None = None) -> Trained:
+                    gen: torch.Generator, bar, stack_of, only: dict[str, set[Pool]] | None = None, test=None
+                    ) -> Trained:
     """Train the pools, one stack per value of `stack_of(pool)` (a class, or a class and a size), and score
-    every candidate on every set; a set named in `only` scores only those pools' candidates (others: NaN)."""
-    columns, scores, diverged, offset = {}, {n: [] for n in sets}, {n: [] for n in sets}, 0
+    every candidate on every set; a set named in `only` scores only those pools' candidates (others: NaN);
+    with `test` (an experiment's `test_set`), every candidate's test-set measurements too."""
+    columns, scores, diverged, offset, tests = {}, {n: [] for n in sets}, {n: [] for n in sets}, 0, []
     unique = list(dict.fromkeys(pools))
     for kind in dict.fromkeys(map(stack_of, unique)):
         members = [p for p in unique if stack_of(p) == kind]
@@ -261,10 +267,13 @@ def train_and_score(x: ModuleType, s: cli.Settings, o: Exploration, pools: list[
                                                                  [stack.groups[i] for i in wanted]), scorer)
             scores[name].append(a)
             diverged[name].append(b)
+        if test is not None:
+            measured = test(stack)
+            tests += [measured[g.start:g.stop] for g in stack.groups]
         columns.update({p: slice(c.start + offset, c.stop + offset) for p, c in cols.items()})
         offset += len(stack.groups)
     return Trained(columns, {n: torch.cat(v, 1) for n, v in scores.items()},
-                   {n: torch.cat(v, 1) for n, v in diverged.items()})
+                   {n: torch.cat(v, 1) for n, v in diverged.items()}, tests)
 
 
 def pick(selection: Tensor, k: int) -> Tensor:
@@ -278,11 +287,13 @@ def best_of(selection: Tensor, validation: Tensor, k: int) -> Tensor:
     return validation.gather(1, pick(selection, k)[:, None])[:, 0]
 
 
-def candidates_of(arm: Arm, scores: Tensor) -> Tensor:
-    """The columns an arm chooses among: a hypernetwork's z = 0 network, or its sampled ones."""
+def candidates_of(arm: Arm, scores):
+    """The columns an arm chooses among (of a (rounds, C) tensor or a list of C columns): a hypernetwork's
+    z = 0 network, or its sampled ones."""
+    columns = (lambda c: scores[:, c]) if isinstance(scores, Tensor) else (lambda c: scores[c])
     if arm.model == HYPER:
-        return scores[:, :1]
-    return scores[:, 1:] if arm.model == SAMPLED else scores
+        return columns(slice(0, 1))
+    return columns(slice(1, None)) if arm.model == SAMPLED else scores
 
 
 # ----------------------------------------------------------------------------- tuning
@@ -362,37 +373,42 @@ def budget(x: ModuleType, s: cli.Settings, o: Exploration, arm: Arm) -> Budget:
 # ----------------------------------------------------------------------------- rows
 
 def rows_for(x: ModuleType, s: cli.Settings, o: Exploration, arm: Arm, scores: Tensor, diverged: Tensor,
-             rates: tuple[float, float], label: str, selection: int | None = None, chosen_on: str = "selection"
-             ) -> list[report.Row]:
-    """One row per round of an arm."""
+             rates: tuple[float, float], label: str, selection: int | None = None, chosen_on: str = "selection",
+             measured: list[tuple] | None = None) -> list[report.Row]:
+    """One row per round of an arm (`measured`: each round's test-set measurements of its chosen network)."""
     b = budget(x, s, o, arm)
     keys = (("steps", s.steps), ("candidates", arm.candidates), ("selection", selection or o.selection),
             ("chosen_on", chosen_on), ("rates", label), ("lr", float(rates[0])), ("momentum", float(rates[1])),
             ("train_macs", b.train_macs), ("examples", b.examples))
-    return [report.Row(arm.model, arm.size, b.trained_params, r, v, d, keys)
+    own = measured or [()] * len(scores)
+    return [report.Row(arm.model, arm.size, b.trained_params, r, v, d, (*keys, *own[r]))
             for r, (v, d) in enumerate(zip(scores.tolist(), diverged.tolist()))]
 
 
 def reported(x: ModuleType, s: cli.Settings, o: Exploration, rated: dict[str, dict[Arm, tuple[float, float]]],
              gen: torch.Generator, bar, noise_sizes: list[int]) -> tuple[list[report.Row], list[report.Row]]:
     """Train every arm at its rates (each label's: tuned, protocol) afresh, in one stack per class, pick on a
-    fresh selection set, score on per-round validation sets; and the selection-noise rows: the largest best of
-    k of the wide family chosen on fresh selection sets of `noise_sizes` and by the oracle, and the largest
-    wide network for reference."""
+    fresh selection set, score on per-round validation sets and measure on the experiment's test set; and the
+    selection-noise rows: the largest best of k of the wide family chosen on fresh selection sets of
+    `noise_sizes` and by the oracle, and the largest wide network for reference."""
     pools = {label: dict(zip(at, pools_of(list(at.items())))) for label, at in rated.items()}
     sizes = list(dict.fromkeys([o.selection, *noise_sizes]))
     sets = {"validation": x.validation(s, gen, cycle=s.rounds),
             **{size: x.selection(s, gen, size, cycle=s.rounds) for size in sizes}}
     chosen_by_more = {pools[label][arm] for label, at in rated.items() for arm in noisy(at) if arm.candidates > 1}
     trained = train_and_score(x, s, o, [p for by in pools.values() for p in by.values()], sets, gen, bar,
-                              lambda p: p.family == HYPER, {size: chosen_by_more for size in sizes[1:]})
+                              lambda p: p.family == HYPER, {size: chosen_by_more for size in sizes[1:]},
+                              x.test_set(s, gen))
     main, noise = [], []
     for label, at in rated.items():
         for arm, rates in at.items():
             val, div = (candidates_of(arm, t) for t in trained.of(pools[label][arm], "validation"))
             choose = lambda on, k=arm.candidates: pick(candidates_of(arm, trained.of(pools[label][arm], on)[0]), k)
             at_pick = lambda chosen: (val.gather(1, chosen[:, None])[:, 0], div.gather(1, chosen[:, None])[:, 0])
-            main += rows_for(x, s, o, arm, *at_pick(choose(o.selection)), rates, label)
+            tests = candidates_of(arm, trained.tests[trained.columns[pools[label][arm]]])
+            chosen = choose(o.selection)
+            main += rows_for(x, s, o, arm, *at_pick(chosen), rates, label,
+                             measured=[tests[c][r] for r, c in enumerate(chosen.tolist())])
             if arm in noisy(at) and noise_sizes:
                 for size in sizes:
                     noise += rows_for(x, s, o, arm, *at_pick(choose(size) if arm.candidates > 1 else
@@ -605,7 +621,7 @@ def figure(x: ModuleType, o: Exploration, s: cli.Settings) -> report.Figure:
     return with_rates(report.Figure(
         name=f"exploration_{x.NAME}", title="width or restarts", ylabel=x.FIGURE.ylabel,
         solved_label=x.FIGURE.solved_label, views=tuple(views), percent=x.FIGURE.percent,
-        models=(*x.FAMILIES, SAMPLED), columns=COLUMNS), lambda m: series(x, m))
+        models=(*x.FAMILIES, SAMPLED), columns=(*COLUMNS, *x.TEST_COLUMNS)), lambda m: series(x, m))
 
 
 def selection_figure(x: ModuleType, o: Exploration, s: cli.Settings) -> report.Figure:

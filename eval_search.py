@@ -20,8 +20,9 @@ training of one small network, from 1 to the widest network of the sweep (--max-
 Every arm is tuned at every budget, on tuning rounds scored on fresh selection sets, by the reported
 criterion (share of rounds solved; ties: better mean, then the first grid point): learning rate and momentum
 of the gradient arms on tuning.py's grid, and a small grid of each explorer's own hyperparameters. The
-reported rounds are scored on validation sets of their own (one per round). Writes search_cnn and
-search_bool (.png, .csv, .json).
+reported rounds are scored on validation sets of their own (one per round) and each final network is measured
+on the experiment's large test set (TEST_COLUMNS: its error rate and, in experiment 1, the start positions at
+which it misses the pattern). Writes search_cnn and search_bool (.png, .csv, .json).
 """
 import interrupts; interrupts.install()             # noqa: E702  (first: Ctrl-C during the imports too)
 import dataclasses
@@ -407,14 +408,14 @@ def run_experiment(name: str, s: cli.Settings, study: Search, gen: torch.Generat
         with report.bar(None, f"search ({name})") as bar:
             run = Run(script, s, study, gen, bar)
             outcomes = explore_all(run)
-        validation = script.validation(s, gen, s.rounds)
+        validation, test = script.validation(s, gen, s.rounds), script.test_set(s, gen)
         rows = []
         for o in outcomes:
             pick = script.selection(s, gen, study.selection, s.rounds)
-            final = chosen(o.template, o.candidates, pick)
-            scores, diverged = scored(o.template, final, validation)
+            final = stack_of(o.template, chosen(o.template, o.candidates, pick))
+            (scores, diverged), measured = validation(final), test(final)
             extra = (("macs", o.macs), ("examples", o.examples), ("candidates", o.candidates.shape[1]))
-            rows += [report.Row(o.model, o.budget, o.template.final_size, r, sc, d, extra)
+            rows += [report.Row(o.model, o.budget, o.template.final_size, r, sc, d, (*extra, *measured[r]))
                      for r, (sc, d) in enumerate(zip(scores.tolist(), diverged.tolist()))]
             record.setdefault("chosen", {}).setdefault(o.model, {})[str(o.budget)] = {
                 **o.setting, "macs": o.macs, "examples": o.examples, "grid": o.grid}
@@ -440,7 +441,8 @@ def figure(name: str, unit: int) -> report.Figure:
     script = SCRIPTS[name]
     view = report.View(f"budget, x {unit:,} multiply-adds per round (1: one small net, protocol steps)",
                        lambda s: s.sweep, log_x=2)
-    return dataclasses.replace(script.FIGURE, name=f"search_{name}", views=(view,), models=ARMS, columns=COLUMNS,
+    return dataclasses.replace(script.FIGURE, name=f"search_{name}", views=(view,), models=ARMS,
+                               columns=(*COLUMNS, *script.TEST_COLUMNS),
                                title=f"{script.FIGURE.title}: explorers at equal compute",
                                styles=((HYPER, dict(color="black", marker="^", linestyle="none")),))
 
