@@ -13,7 +13,9 @@ import hashlib
 import json
 import math
 import os
+import pickle
 import platform
+import signal
 import sys
 import tempfile
 import time
@@ -266,7 +268,7 @@ def available_bytes(dev: torch.device) -> int:
 
 
 def check_fits(jobs: list[Job], dev: torch.device) -> None:
-    need = max(job.memory_bytes() for job in jobs)
+    need = max(job.memory_bytes() for job in jobs)        # side by side only when all of them fit (`side_by_side`)
     free = available_bytes(dev)
     if need > free:
         raise UsageError(f"this run needs about {need / 2 ** 30:.1f} GiB at once and {dev.type} has "
@@ -313,10 +315,118 @@ def writable_folder(out: Path) -> Path:
     return out
 
 
-def run_info(prog: str, args: argparse.Namespace, dev: torch.device, command: str, seconds: float) -> dict:
+def run_info(prog: str, args: argparse.Namespace, dev: torch.device, command: str, ran: "Ran") -> dict:
     return {"script": prog, "seed": args.seed, "quick": args.quick, "device_used": str(dev), "torch": torch.__version__,
-            "threads": torch.get_num_threads(), "python": platform.python_version(),
-            "train_eval_seconds": round(seconds, 3), "command": command}
+            "threads": ran.threads, "python": platform.python_version(),
+            "train_eval_seconds": round(ran.seconds, 3), "command": command}
+
+
+# ----------------------------------------------------------------------------- running the jobs
+
+@dataclass
+class Ran:
+    """A job's rows (by figure), how long it took and on how many intra-op threads."""
+    rows: dict[str, list[report.Row]]
+    seconds: float
+    threads: int
+
+
+def ran(job: Job, dev: torch.device, seed: int) -> Ran:
+    start = time.perf_counter()
+    rows = job.run(torch.Generator(dev).manual_seed(seed))
+    return Ran(rows, time.perf_counter() - start, torch.get_num_threads())
+
+
+def side_by_side(jobs: list[Job], dev: torch.device) -> bool:
+    """Whether the jobs run at once, one process each: on the CPU, when the intra-op threads allowed
+    (torch's, OMP_NUM_THREADS) give each process one at least, and all of them fit in memory together.
+    A job's numbers depend on its seed, not on the process it runs in."""
+    return (dev.type == "cpu" and 1 < len(jobs) <= torch.get_num_threads() and hasattr(os, "fork")
+            and sum(job.memory_bytes() for job in jobs) <= available_bytes(dev))
+
+
+class Forked:
+    """A job's process, as interrupts.CHILDREN ends it."""
+
+    def __init__(self, pid: int) -> None:
+        self.pid = pid
+
+    def kill(self) -> None:
+        try:
+            os.kill(self.pid, signal.SIGKILL)
+        except ProcessLookupError:
+            pass
+
+    def wait(self) -> int:
+        try:
+            return os.waitpid(self.pid, 0)[1]
+        except ChildProcessError:
+            return 0
+
+
+def run_jobs(jobs: list[Job], dev: torch.device, seed: int) -> list[Ran]:
+    """Every job run: one after the other, or side by side (`side_by_side`): the first in this process,
+    each other in a forked one, every process on an equal share of the intra-op threads; what a job adds
+    to its record comes back with its rows. An error in any job is raised here, as it would be in order."""
+    if not side_by_side(jobs, dev):
+        return [ran(job, dev, seed) for job in jobs]
+    allowed = torch.get_num_threads()
+    threads = allowed // len(jobs)
+    children: list[tuple[Forked, int]] = []
+    try:
+        for job in jobs[1:]:
+            with interrupts.held():
+                read, write = os.pipe()
+                pid = os.fork()
+                if pid == 0:
+                    _child(job, dev, seed, threads, read, write)
+                os.close(write)
+                children.append((Forked(pid), read))
+                interrupts.CHILDREN.add(children[-1][0])
+        torch.set_num_threads(threads)
+        results = [ran(jobs[0], dev, seed)]
+        for (child, read), job in zip(children, jobs[1:]):
+            with os.fdopen(read, "rb") as pipe:
+                payload = pipe.read()
+            status = child.wait()
+            interrupts.CHILDREN.discard(child)
+            if not payload:
+                raise MemoryError(f"the process of {job.figures[0].name} ended without its results "
+                                  f"(status {status}: killed for memory?)")
+            outcome = pickle.loads(payload)
+            if isinstance(outcome, BaseException):
+                raise outcome
+            result, record = outcome
+            job.record.update(record)
+            results.append(result)
+        return results
+    finally:
+        torch.set_num_threads(allowed)
+        for child, _ in children:
+            if child in interrupts.CHILDREN:
+                child.kill()
+                child.wait()
+                interrupts.CHILDREN.discard(child)
+
+
+def _child(job: Job, dev: torch.device, seed: int, threads: int, read: int, write: int) -> None:
+    """A forked job: run it and send its result (or its error) up the pipe, then end at once. A signal ends
+    it silently: the parent, which gets it too or ends it, says the one line."""
+    for signum in interrupts.SIGNALS:
+        signal.signal(signum, lambda *_: os._exit(130))
+    os.close(read)
+    try:
+        torch.set_num_threads(threads)
+        outcome: Any = (ran(job, dev, seed), job.record)
+    except BaseException as e:                        # noqa: BLE001  (every error goes up to the parent)
+        outcome = e
+    try:
+        payload = pickle.dumps(outcome)
+    except Exception:                                 # noqa: BLE001  (an error that does not pickle: its text)
+        payload = pickle.dumps(RuntimeError(f"{outcome.__class__.__name__}: {outcome}"))
+    with os.fdopen(write, "wb") as pipe:
+        pipe.write(payload)
+    os._exit(0)
 
 
 @dataclass
@@ -337,6 +447,7 @@ def execute(prog: str, jobs: list[Job], args: argparse.Namespace, argv: list[str
         check_fits(jobs, dev)
     command = " ".join([prog, *(sys.argv[1:] if argv is None else argv)])
     files: dict[Path, Callable[[Path], None]] = {}
+    results = iter([] if args.plot_only else run_jobs(jobs, dev, args.seed))
     for job in jobs:
         solved_at = job.settings.solved_at
         if args.plot_only:
@@ -348,10 +459,10 @@ def execute(prog: str, jobs: list[Job], args: argparse.Namespace, argv: list[str
                 for f in job.figures:
                     check_groups(src / f"{f.name}.csv", rows[f.name], job.expected(job.settings))
         else:
-            start = time.perf_counter()
-            rows = job.run(torch.Generator(dev).manual_seed(args.seed))
-            ran = {**run_info(prog, args, dev, command, time.perf_counter() - start), "settings": job.recorded()}
-            info = {f.name: {**ran, "figure": f.name} for f in job.figures}
+            result = next(results)
+            rows = result.rows
+            done = {**run_info(prog, args, dev, command, result), "settings": job.recorded()}
+            info = {f.name: {**done, "figure": f.name} for f in job.figures}
         for f in job.figures:
             summaries = report.summarize(rows[f.name], solved_at, f.columns, report.deciding(f))
             text = report.csv_text(rows[f.name], f.columns)

@@ -25,6 +25,7 @@ on the experiment's large test set (TEST_COLUMNS: its error rate and, in experim
 which it misses the pattern). Writes search_cnn and search_bool (.png, .csv, .json).
 """
 import interrupts; interrupts.install()             # noqa: E702  (first: Ctrl-C during the imports too)
+import copy
 import dataclasses
 import sys
 from dataclasses import dataclass
@@ -102,15 +103,16 @@ class Run:
     def __post_init__(self) -> None:
         """One selection unit of data (its own generator: the run's stream is untouched), to count costs."""
         (x, *_), y = self.script.selection(self.s, torch.Generator(self.gen.device).manual_seed(0), 1, 1).data(0, 1)
-        self.example, self.per_unit = x[0][:1], y.shape[-1]       # one example; examples per unit (pair: 2)
+        self.example, self.per_unit = x[0][:1].cpu(), y.shape[-1]  # one example; examples per unit (pair: 2)
 
     @property
     def small(self) -> torch.nn.Module:
         return self.script.model(self.s, "Naive", self.script.SMALL)
 
     def forward_macs(self, template: torch.nn.Module) -> int:
-        """Multiply-adds of one forward pass of a Naive network on one example."""
-        return S.forward_macs(template.eval(), self.example)
+        """Multiply-adds of one forward pass of a Naive network on one example (counted on the CPU, on a copy:
+        the run's device may be another)."""
+        return S.forward_macs(copy.deepcopy(template).cpu().eval(), self.example)
 
     def step_macs(self, template: torch.nn.Module) -> int:
         return S.gradient_step_macs(self.forward_macs(template), self.script.BATCH)
