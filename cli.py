@@ -365,59 +365,75 @@ class Forked:
 
 
 def run_jobs(jobs: list[Job], dev: torch.device, seed: int) -> list[Ran]:
-    """Every job run: one after the other, or side by side (`side_by_side`): the first in this process,
-    each other in a forked one, every process on an equal share of the intra-op threads; what a job adds
-    to its record comes back with its rows. An error in any job is raised here, as it would be in order."""
+    """Every job run: one after the other, or side by side (`side_by_side`), one process each; what a job
+    adds to its record comes back with its rows. An error in any job is raised here, as it would be in order."""
     if not side_by_side(jobs, dev):
         return [ran(job, dev, seed) for job in jobs]
+    tasks = [lambda job=job: (ran(job, dev, seed), job.record) for job in jobs]
+    results = in_processes(tasks, len(jobs), [job.figures[0].name for job in jobs])
+    for job, (_, record) in zip(jobs, results):
+        job.record.update(record)
+    return [result for result, _ in results]
+
+
+def workers_for(tasks: int, dev: torch.device) -> int:
+    """How many processes `tasks` independent tasks can run in: on the CPU, one per intra-op thread allowed
+    (torch's, OMP_NUM_THREADS), at most one per task; elsewhere one."""
+    return max(1, min(tasks, torch.get_num_threads())) if dev.type == "cpu" and hasattr(os, "fork") else 1
+
+
+def in_processes(tasks: list[Callable[[], Any]], workers: int, names: list[str] | None = None) -> list[Any]:
+    """The results of `tasks`, in order, run in `workers` processes: this one and forked ones, the tasks
+    dealt round-robin (task i to process i % workers), each process on an equal share of the intra-op
+    threads. A task's result must depend on its own inputs only (not on what ran before it in its process).
+    An error in a forked task is raised here as itself; a process that dies is a clear error."""
+    if workers <= 1:
+        return [task() for task in tasks]
     allowed = torch.get_num_threads()
-    threads = allowed // len(jobs)
-    children: list[tuple[Forked, int]] = []
+    children: list[tuple[Forked, int, list[int]]] = []
     try:
-        for job in jobs[1:]:
+        torch.set_num_threads(max(1, allowed // workers))
+        for w in range(1, workers):
+            mine = list(range(w, len(tasks), workers))
             with interrupts.held():
                 read, write = os.pipe()
                 pid = os.fork()
                 if pid == 0:
-                    _child(job, dev, seed, threads, read, write)
+                    _child([tasks[i] for i in mine], read, write)
                 os.close(write)
-                children.append((Forked(pid), read))
+                children.append((Forked(pid), read, mine))
                 interrupts.CHILDREN.add(children[-1][0])
-        torch.set_num_threads(threads)
-        results = [ran(jobs[0], dev, seed)]
-        for (child, read), job in zip(children, jobs[1:]):
+        results: dict[int, Any] = {i: tasks[i]() for i in range(0, len(tasks), workers)}
+        for child, read, mine in children:
             with os.fdopen(read, "rb") as pipe:
                 payload = pipe.read()
             status = child.wait()
             interrupts.CHILDREN.discard(child)
             if not payload:
-                raise MemoryError(f"the process of {job.figures[0].name} ended without its results "
-                                  f"(status {status}: killed for memory?)")
+                what = ", ".join(names[i] if names else f"task {i}" for i in mine)
+                raise MemoryError(f"the process of {what} ended without its results (status {status}: killed for memory?)")
             outcome = pickle.loads(payload)
             if isinstance(outcome, BaseException):
                 raise outcome
-            result, record = outcome
-            job.record.update(record)
-            results.append(result)
-        return results
+            results.update(zip(mine, outcome))
+        return [results[i] for i in range(len(tasks))]
     finally:
         torch.set_num_threads(allowed)
-        for child, _ in children:
+        for child, _, _ in children:
             if child in interrupts.CHILDREN:
                 child.kill()
                 child.wait()
                 interrupts.CHILDREN.discard(child)
 
 
-def _child(job: Job, dev: torch.device, seed: int, threads: int, read: int, write: int) -> None:
-    """A forked job: run it and send its result (or its error) up the pipe, then end at once. A signal ends
-    it silently: the parent, which gets it too or ends it, says the one line."""
+def _child(tasks: list[Callable[[], Any]], read: int, write: int) -> None:
+    """A forked process: run its tasks and send their results (or the first error) up the pipe, then end at
+    once. A signal ends it silently: the parent, which gets it too or ends it, says the one line."""
     for signum in interrupts.SIGNALS:
         signal.signal(signum, lambda *_: os._exit(130))
     os.close(read)
     try:
-        torch.set_num_threads(threads)
-        outcome: Any = (ran(job, dev, seed), job.record)
+        outcome: Any = [task() for task in tasks]
     except BaseException as e:                        # noqa: BLE001  (every error goes up to the parent)
         outcome = e
     try:

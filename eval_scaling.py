@@ -4,8 +4,13 @@ If each filter of a wide network were an independent try that finds the pattern 
 solve rate of a one-filter network at the same step budget), n filters would solve with probability
 1 - (1 - p)^n. This study trains Naive(n), n = 1, 2, 4, ... (the powers of two in [--min-filters,
 --max-filters]), on families of patterns of growing length (the filters are as long as the pattern), as the
-protocol trains experiment 1 but scored at several step budgets: --steps, 4x, 16x, ... (--budgets of them,
-each a checkpoint of one continuous run: a run of B steps is the first B steps of a longer one). Families:
+protocol trains experiment 1 but at a learning rate tuned per pattern and filter count, and scored at several
+step budgets: --steps, 4x, 16x, ... (--budgets of them, each a checkpoint of one continuous run: a run of B
+steps is the first B steps of a longer one). Tuning: every rate of --rates trains --tuning-rounds fresh
+rounds to the largest budget, each judged on a selection set of its own; the rate that solves most of them
+is kept (ties: the better mean, then the smaller rate; tuning.choose). The protocol's own rate at its own
+budget (--steps) is run beside, as the write-up's setting. Each pattern runs from a seed of its own, and
+patterns run side by side in as many processes as the CPU's threads allow. Families:
   inside (default): 101, 1001, 10001, ...: the 1s at both ends, the don't-cares inside (like 1101), so
       every placement of the pattern lies wholly inside the sequence and every window of it is visible
       to an unpadded filter;
@@ -34,6 +39,7 @@ import cli
 import engine
 import eval_cnn
 import report
+import tuning
 from eval_mechanism import filters_alone
 
 NAME = "scaling_cnn"
@@ -46,7 +52,9 @@ SHORTEST = {"inside": 2, "three": 3, "tail": 2}
 GROWTH = 4                                   # each step budget is this many times the one before
 SAME_DETECTOR = 0.9                          # two detectors whose kernels have at least this cosine are one
 RESAMPLES = 2000
-COLUMNS = (report.Column("pattern", str), report.Column("steps", int, low=1),
+TUNED, PROTOCOL_RATE = "tuned", "protocol"
+COLUMNS = (report.Column("pattern", str), report.Column("steps", int, low=1), report.Column("rates", str),
+           report.Column("lr", float, low=0),
            *eval_cnn.TEST_COLUMNS,
            report.Column("detectors", int, key=False, low=0), report.Column("distinct", int, key=False, low=0))
 
@@ -60,8 +68,11 @@ class Scaling(cli.StudySettings):
     max_length: int = cli.setting("longest pattern", cli.within(1, 4095), "in [1, 4095]")
     budgets: int = cli.setting(f"step budgets: --steps, {GROWTH}x, {GROWTH ** 2}x, ... (checkpoints of one run)",
                                cli.within(1, 8), "in [1, 8]")
-    selection: int = cli.setting("selection set: pairs of sequences per round (fits each filter's threshold)",
-                                 cli.within(1, 100_000), "in [1, 100000]")
+    selection: int = cli.setting("selection set: pairs of sequences per round (fits each filter's threshold, "
+                                 "judges the tuning rounds)", cli.within(1, 100_000), "in [1, 100000]")
+    rates: str = cli.setting("learning rates tried per pattern and filter count (comma-separated), each on "
+                             "--tuning-rounds rounds at the largest budget")
+    tuning_rounds: int = cli.setting("fresh rounds per learning rate tried", cli.within(1, 10_000), "in [1, 10000]")
 
     def families(self) -> list[str]:
         return self.family.split(",")
@@ -75,6 +86,9 @@ class Scaling(cli.StudySettings):
 
     def steps(self, base: eval_cnn.Settings) -> list[int]:
         return [base.steps * GROWTH ** i for i in range(self.budgets)]
+
+    def lrs(self) -> list[float]:
+        return [float(v) for v in self.rates.split(",")]
 
     def check_with(self, base: eval_cnn.Settings) -> "Scaling":
         self.check()
@@ -92,11 +106,18 @@ class Scaling(cli.StudySettings):
         if not counts(base):
             raise cli.UsageError(f"--min-filters ({base.min_filters}) to --max-filters ({base.max_filters}) holds "
                                  "no power of two")
+        try:
+            lrs = self.lrs()
+        except ValueError:
+            lrs = []
+        if not lrs or not all(0 < v < math.inf for v in lrs) or len(set(lrs)) != len(lrs):
+            raise cli.UsageError(f"--rates must be distinct positive learning rates, comma-separated, got {self.rates!r}")
         return self
 
     def quick(self) -> "Scaling":
         return dataclasses.replace(self, max_length=min(self.max_length, self.min_length + 1),
-                                   budgets=min(self.budgets, 2), selection=min(self.selection, 100))
+                                   budgets=min(self.budgets, 2), selection=min(self.selection, 100),
+                                   tuning_rounds=min(self.tuning_rounds, 4))
 
     def memory_bytes(self, base: eval_cnn.Settings) -> int:
         """The largest of: training the stack (a batch's windows and gradients at the largest count, per
@@ -110,7 +131,8 @@ class Scaling(cli.StudySettings):
 
 
 BASE = dataclasses.replace(eval_cnn.PROTOCOL, rounds=100, max_filters=16, pattern="1")   # pattern: set per trained pattern
-PROTOCOL = Scaling(family="inside,three,tail", min_length=4, max_length=6, budgets=4, selection=250)
+PROTOCOL = Scaling(family="inside,three,tail", min_length=4, max_length=6, budgets=4, selection=250, rates="0.1,0.3,1",
+                   tuning_rounds=20)
 
 
 def counts(base: eval_cnn.Settings) -> list[int]:
@@ -159,39 +181,79 @@ def filter_level(stack: engine.Stack, sel: engine.Scorer, val: engine.Scorer, so
     return out
 
 
-def run_pattern(base: eval_cnn.Settings, own: Scaling, pattern: str, gen: torch.Generator, bar) -> list[report.Row]:
-    """Naive(n) for every count, `rounds` each, trained to the largest budget and measured at each."""
-    s = dataclasses.replace(base, pattern=pattern, steps=own.steps(base)[-1])
-    stack = engine.init_stack([eval_cnn.model(s, MODEL, n) for n in counts(s)], s.rounds, gen)
-    val, sel = eval_cnn.validation(s, gen, s.rounds), eval_cnn.selection(s, gen, own.selection, s.rounds)
-    test = eval_cnn.test_set(s, gen)
+def measured(stack: engine.Stack, s: eval_cnn.Settings, sets, pattern: str, rates: str, lrs: list[float],
+             rows: list[report.Row]):
+    """What `Checkpoints` calls at each budget: every round's validation score, test-set and filter-level
+    measurements, as rows of the run's arm (`rates`: tuned or protocol; `lrs`: each count's rate)."""
+    val, sel, test = sets
     labels = [(MODEL, n) for n in counts(s)]
-    rows: list[report.Row] = []
 
     def measure(step: int) -> None:
-        measured = [(*t, *f) for t, f in zip(test(stack), filter_level(stack, sel, val, s.solved_at))]
-        rows.extend(report.rows_of(stack, labels, val(stack), keys=(("pattern", pattern), ("steps", step)),
-                                   measured=measured))
-    eval_cnn.fit(s, gen, stack, Checkpoints(bar, own.steps(base), measure))
-    return rows
+        found = [(*t, *f) for t, f in zip(test(stack), filter_level(stack, sel, val, s.solved_at))]
+        at = stack.per_round(lrs).tolist()
+        found = [(("lr", lr), *m) for lr, m in zip(at, found)]
+        rows.extend(report.rows_of(stack, labels, val(stack), measured=found,
+                                   keys=(("pattern", pattern), ("steps", step), ("rates", rates))))
+    return measure
 
 
-def run(base: eval_cnn.Settings, own: Scaling, gen: torch.Generator) -> list[report.Row]:
-    rows = []
-    with report.bar(len(own.patterns()) * own.steps(base)[-1], "scaling") as bar:
-        for pattern in own.patterns():
-            rows += run_pattern(base, own, pattern, gen, bar)
-    return rows
+def tuned_rates(s: eval_cnn.Settings, own: Scaling, gen: torch.Generator, bar) -> list[tuning.Choice]:
+    """Each count's learning rate for this pattern: every rate of --rates on --tuning-rounds fresh rounds
+    (one group per count, the rates side by side in it), trained to the largest budget and judged on a
+    selection set of each round's own, by the share of rounds solved (ties: tuning.choose's rule)."""
+    lrs, t = own.lrs(), dataclasses.replace(s, rounds=own.tuning_rounds * len(own.lrs()))
+    stack = engine.init_stack([eval_cnn.model(t, MODEL, n) for n in counts(t)], t.rounds, gen)
+    per_row = torch.tensor(lrs, device=gen.device).repeat_interleave(own.tuning_rounds).repeat(len(stack.groups))
+    eval_cnn.fit(t, gen, stack, bar, optimizer=engine.make_optimizer(t.optimizer, per_row, t.momentum))
+    scores = eval_cnn.selection(t, gen, own.selection, t.rounds)(stack)[0].view(len(stack.groups), len(lrs), -1)
+    return [tuning.choose({(lr, t.momentum): v.cpu().numpy() for lr, v in zip(lrs, by_rate)}, "solved", t.solved_at)
+            for by_rate in scores]
+
+
+def run_pattern(base: eval_cnn.Settings, own: Scaling, pattern: str, seed: int, device: str, bar
+                ) -> tuple[list[report.Row], list[tuning.Choice]]:
+    """One pattern, from its own generator: the rates tuned per count; Naive(n) for every count, `rounds` each,
+    trained at its rate to the largest budget and measured at each; and the protocol's rate at its budget."""
+    gen = torch.Generator(device).manual_seed(seed)
+    s = dataclasses.replace(base, pattern=pattern, steps=own.steps(base)[-1])
+    chosen = tuned_rates(s, own, gen, bar)
+    sets = eval_cnn.validation(s, gen, s.rounds), eval_cnn.selection(s, gen, own.selection, s.rounds), \
+        eval_cnn.test_set(s, gen)
+    rows: list[report.Row] = []
+    for rates, lrs, steps in ((TUNED, [c.lr for c in chosen], own.steps(base)),
+                              (PROTOCOL_RATE, [base.lr] * len(chosen), own.steps(base)[:1])):
+        at = dataclasses.replace(s, steps=steps[-1])
+        stack = engine.init_stack([eval_cnn.model(at, MODEL, n) for n in counts(at)], at.rounds, gen)
+        eval_cnn.fit(at, gen, stack, Checkpoints(bar, steps, measured(stack, at, sets, pattern, rates, lrs, rows)),
+                     lr=lrs)
+    return rows, chosen
+
+
+def run(base: eval_cnn.Settings, own: Scaling, gen: torch.Generator, record: dict) -> list[report.Row]:
+    """Every pattern, each from a seed of its own drawn here, side by side in as many processes as the
+    CPU's threads allow (a pattern's numbers do not depend on which process runs it)."""
+    patterns = own.patterns()
+    seeds = torch.randint(0, 2 ** 62, (len(patterns),), generator=gen, device=gen.device).tolist()
+    workers = cli.workers_for(len(patterns), gen.device)
+    steps = own.steps(base)
+    each = own.tuning_rounds * len(own.lrs()) * steps[-1] + base.rounds * (steps[-1] + steps[0])
+    with report.bar(len(patterns) * each if workers == 1 else None, "scaling") as bar:
+        tasks = [lambda p=p, seed=seed: run_pattern(base, own, p, seed, str(gen.device), bar)
+                 for p, seed in zip(patterns, seeds)]
+        done = cli.in_processes(tasks, workers, patterns)
+    record["chosen"] = {p: {n: dataclasses.asdict(c) for n, c in zip(counts(base), chosen)}
+                        for p, (_, chosen) in zip(patterns, done)}
+    return [row for rows, _ in done for row in rows]
 
 
 # ----------------------------------------------------------------------------- the law and n50
 
-def arm(r: report.Row) -> tuple[str, int]:
-    return r.get("pattern"), r.get("steps")
+def arm(r: report.Row) -> tuple[str, int, str]:
+    return r.get("pattern"), r.get("steps"), r.get("rates")
 
 
-def grouped(rows: list[report.Row], measure: str | None = None) -> dict[tuple[str, int], dict[int, np.ndarray]]:
-    """{(pattern, steps): {n: the scores (or the measurement named) in round order}} (report.by_model)."""
+def grouped(rows: list[report.Row], measure: str | None = None) -> dict[tuple[str, int, str], dict[int, np.ndarray]]:
+    """{(pattern, steps, rates): {n: the scores (or the measurement named) in round order}} (report.by_model)."""
     if measure is not None:
         rows = [dataclasses.replace(r, score=r.get(measure)) for r in rows]
     return report.by_model(rows, series=arm)
@@ -243,10 +305,13 @@ def missed_by_start(rows: list[report.Row]) -> dict[int, int]:
 
 @dataclasses.dataclass(frozen=True)
 class Arm:
-    """What one (pattern, budget) says: each count's solved rounds, the one-filter rate p [95 % Wilson]
-    (None without one-filter networks), n50 measured and independent, detectors and distinct ones."""
+    """What one (pattern, budget, rates) says: each count's solved rounds and learning rate, the one-filter
+    rate p [95 % Wilson] (None without one-filter networks), n50 measured and independent, detectors and
+    distinct ones."""
     pattern: str
     steps: int
+    rates: str
+    lr: dict[int, float]
     solved: dict[int, np.ndarray]
     p: tuple[float, float, float] | None
     n50: tuple[float, float, float]
@@ -259,14 +324,18 @@ class Arm:
 def law(rows: list[report.Row], solved_at: float) -> list[Arm]:
     scores, detectors, distinct = grouped(rows), grouped(rows, "detectors"), grouped(rows, "distinct")
     out = []
-    for (pattern, steps), by_n in scores.items():
+    for key, by_n in scores.items():
         solved = {n: v >= solved_at for n, v in by_n.items()}
         p = None if 1 not in solved else (float(solved[1].mean()), *report.wilson_ci(int(solved[1].sum()), len(solved[1])))
-        out.append(Arm(pattern, steps, solved, p, n50_interval(solved),
+        mine = [r for r in rows if arm(r) == key]
+        out.append(Arm(*key, {r.sweep: r.get("lr") for r in mine}, solved, p, n50_interval(solved),
                        None if p is None else (independent_n50(p[0]), independent_n50(p[2]), independent_n50(p[1])),
-                       detectors[(pattern, steps)], distinct[(pattern, steps)],
-                       missed_by_start([r for r in rows if arm(r) == (pattern, steps)])))
-    return out
+                       detectors[key], distinct[key], missed_by_start(mine)))
+    return sorted(out, key=lambda a: (a.rates != PROTOCOL_RATE, a.steps))    # the write-up's setting first
+
+
+def label(a: Arm) -> str:
+    return f"{a.steps} steps" + (", protocol rate" if a.rates == PROTOCOL_RATE else "")
 
 
 def family_of(pattern: str) -> str:
@@ -278,11 +347,12 @@ def fmt(n: float) -> str:
     return "not reached" if math.isinf(n) else f"{n:.1f}"
 
 
-def n50_table(arms_: list[Arm], steps: int) -> list[str]:
-    lines = [f"n50 at {steps} steps (measured [95 % bootstrap] vs independent tries [from p's Wilson interval]):",
+def n50_table(arms_: list[Arm], steps: int, rates: str) -> list[str]:
+    lines = [f"n50 at {steps} steps, {rates} rates (measured [95 % bootstrap] vs independent tries [from p's "
+             "Wilson interval]):",
              "| family | pattern | p (1 filter) % | n50 measured | n50 independent |", "|---|---|---|---|---|"]
     for a in arms_:
-        if a.steps == steps:
+        if (a.steps, a.rates) == (steps, rates):
             p = "-" if a.p is None else f"{100 * a.p[0]:.1f} [{100 * a.p[1]:.1f}, {100 * a.p[2]:.1f}]"
             ind = "-" if a.n50_independent is None else "{} [{}, {}]".format(*map(fmt, a.n50_independent))
             lines.append(f"| {family_of(a.pattern)} | `{a.pattern}` | {p} | "
@@ -292,26 +362,30 @@ def n50_table(arms_: list[Arm], steps: int) -> list[str]:
 
 def notes(rows: list[report.Row], solved_at: float) -> str:
     arms_ = law(rows, solved_at)
-    budgets = sorted({a.steps for a in arms_})
-    lines = ["per pattern and budget: solved % measured/independent at each n; detectors per network "
-             "(filters that solve alone) / distinct ones; networks missing a positive, by start (most first):"]
+    budgets = sorted({a.steps for a in arms_ if a.rates == TUNED})
+    lines = ["learning rate per pattern, tuned per filter count on the tuning rounds (n: lr):"]
+    lines += [f"  {a.pattern}: " + ", ".join(f"{n}: {lr:g}" for n, lr in sorted(a.lr.items()))
+              for a in arms_ if (a.rates, a.steps) == (TUNED, budgets[-1])]
+    lines.append("per pattern and budget: solved % measured/independent at each n; detectors per network "
+                 "(filters that solve alone) / distinct ones; networks missing a positive, by start (most first):")
     for a in arms_:
         cells = ", ".join(f"{n}: {100 * v.mean():.1f}/" + ("-" if a.p is None else f"{100 * independent(a.p[0], n):.1f}")
                           for n, v in a.solved.items())
         det = ", ".join(f"{n}: {a.detectors[n].mean():.2f}/{a.distinct[n].mean():.2f}" for n in a.solved)
         miss = ", ".join(f"{k}: {v}" for k, v in sorted(a.missed.items(), key=lambda kv: -kv[1])[:3]) or "none"
-        lines.append(f"  {a.pattern} at {a.steps}: {cells}; detectors {det}; missed at {miss}")
+        lines.append(f"  {a.pattern} at {label(a)}: {cells}; detectors {det}; missed at {miss}")
     top = max(n for a in arms_ for n in a.solved)
-    lines.append(f"networks of {top} filters at {budgets[0]} steps missing a positive that starts at 0, 1, 2, 3:")
-    for a in (a for a in arms_ if a.steps == budgets[0]):
-        widest = [r for r in rows if arm(r) == (a.pattern, a.steps) and r.sweep == top]
+    first = arms_[0]
+    lines.append(f"networks of {top} filters at {label(first)} missing a positive that starts at 0, 1, 2, 3:")
+    for a in (a for a in arms_ if (a.steps, a.rates) == (first.steps, first.rates)):
+        widest = [r for r in rows if arm(r) == (a.pattern, a.steps, a.rates) and r.sweep == top]
         missed = missed_by_start(widest)
         lines.append(f"  {a.pattern}: " + ", ".join(str(missed.get(k, 0)) for k in range(4)) + f" of {len(widest)}")
-    for steps in (budgets[0], budgets[-1]) if len(budgets) > 1 else budgets:
-        lines += n50_table(arms_, steps)
+    for steps, rates in dict.fromkeys([(first.steps, first.rates), (budgets[0], TUNED), (budgets[-1], TUNED)]):
+        lines += n50_table(arms_, steps, rates)
     if len(budgets) > 1:
-        last = {(a.pattern, a.steps): a for a in arms_}
-        lines.append(f"largest change of a solved share from {budgets[-2]} to {budgets[-1]} steps (points):")
+        last = {(a.pattern, a.steps): a for a in arms_ if a.rates == TUNED}
+        lines.append(f"largest change of a solved share from {budgets[-2]} to {budgets[-1]} steps, tuned rates (points):")
         for pattern in dict.fromkeys(a.pattern for a in arms_):
             before, after = last[(pattern, budgets[-2])], last[(pattern, budgets[-1])]
             change = max(abs(after.solved[n].mean() - before.solved[n].mean()) for n in after.solved)
@@ -328,24 +402,28 @@ def panel_law(ax, pattern: str, arms_: list[Arm], solved_at: float) -> None:
         ns = np.array(sorted(a.solved), dtype=float)
         share = np.array([a.solved[n].mean() for n in sorted(a.solved)]) * 100
         ci = np.array([report.wilson_ci(int(a.solved[n].sum()), len(a.solved[n])) for n in sorted(a.solved)]) * 100
-        ax.plot(ns, share, marker="o", color=f"C{i}", label=f"{a.steps} steps")
-        ax.fill_between(ns, ci[:, 0], ci[:, 1], color=f"C{i}", alpha=0.15)
+        color = "0.4" if a.rates == PROTOCOL_RATE else f"C{i}"
+        ax.plot(ns, share, marker="o", color=color, label=label(a), linestyle=":" if a.rates == PROTOCOL_RATE else "-")
+        ax.fill_between(ns, ci[:, 0], ci[:, 1], color=color, alpha=0.15)
         if a.p is not None:
             grid = np.geomspace(ns[0], ns[-1], 40)
-            ax.plot(grid, 100 * independent(a.p[0], grid), linestyle="--", color=f"C{i}")
+            ax.plot(grid, 100 * independent(a.p[0], grid), linestyle="--", color=color)
     ax.set_xscale("log", base=2)
     ticks = sorted({n for a in mine for n in a.solved})
     ax.set_xticks(ticks, [str(n) for n in ticks])
     ax.minorticks_off()
-    ax.set(title=f"{pattern} ({family_of(pattern)})", xlabel="filters n", ylabel="solved (%)", ylim=(-2, 102))
+    rates = next((a.lr for a in reversed(mine) if a.rates == TUNED), {})
+    ax.set(title=f"{pattern} ({family_of(pattern)}); tuned lr by n: " + "/".join(f"{rates[n]:g}" for n in sorted(rates)),
+           xlabel="filters n", ylabel="solved (%)", ylim=(-2, 102))
     ax.grid(alpha=0.3)
 
 
 def panel_n50(ax, arms_: list[Arm], family: str, top: int) -> None:
-    """n50 against pattern length at the first and last budgets, measured and independent."""
-    budgets = sorted({a.steps for a in arms_})
-    for j, steps in enumerate(dict.fromkeys((budgets[0], budgets[-1]))):
-        mine = [a for a in arms_ if a.steps == steps and family_of(a.pattern) == family]
+    """n50 against pattern length at the protocol's budget and rate and at the last budget (tuned rates),
+    measured and independent."""
+    budgets = sorted({a.steps for a in arms_ if a.rates == TUNED})
+    for j, (steps, rates) in enumerate(dict.fromkeys(((arms_[0].steps, arms_[0].rates), (budgets[-1], TUNED)))):
+        mine = [a for a in arms_ if (a.steps, a.rates) == (steps, rates) and family_of(a.pattern) == family]
         xs = np.array([len(a.pattern) for a in mine], dtype=float) + (j - 0.5) * 0.1
         for key, style, label in (("n50", dict(marker="o"), "measured"),
                                   ("n50_independent", dict(marker="s", linestyle="--"), "independent")):
@@ -354,7 +432,7 @@ def panel_n50(ax, arms_: list[Arm], family: str, top: int) -> None:
                 continue
             mid, lo, hi = (np.array([min(v[i], 2 * top) for v in values]) for i in range(3))
             ax.errorbar(xs, mid, yerr=[np.maximum(mid - lo, 0), np.maximum(hi - mid, 0)], capsize=3, color=f"C{j}",
-                        label=f"{label}, {steps} steps", **style)
+                        label=f"{label}, {steps} steps, {rates}", **style)
     ax.axhline(top, color="0.5", linewidth=0.8)
     ax.set(yscale="log", xlabel="pattern length", ylabel="n50 (filters)",
            title=f"n50, {family} (line: largest n trained)")
@@ -365,7 +443,7 @@ def panel_n50(ax, arms_: list[Arm], family: str, top: int) -> None:
 def panel_detectors(ax, arms_: list[Arm], family: str) -> None:
     """Detectors per filter, and distinct detectors per detector, against n, at the last budget."""
     last = max(a.steps for a in arms_)
-    for i, a in enumerate(a for a in arms_ if a.steps == last and family_of(a.pattern) == family):
+    for i, a in enumerate(a for a in arms_ if (a.steps, a.rates) == (last, TUNED) and family_of(a.pattern) == family):
         ns = sorted(a.detectors)
         share = [a.detectors[n].mean() / n for n in ns]
         ci = [np.array(report.bootstrap_mean_ci(a.detectors[n] / n)) for n in ns]
@@ -384,16 +462,16 @@ def panel_detectors(ax, arms_: list[Arm], family: str) -> None:
 
 
 def panel_missed(ax, arms_: list[Arm], rows: list[report.Row]) -> None:
-    """The widest networks at the first budget: how many miss a positive at each start, per pattern."""
-    first, top = min(a.steps for a in arms_), max(n for a in arms_ for n in a.solved)
-    for i, a in enumerate(a for a in arms_ if a.steps == first):
-        widest = [r for r in rows if arm(r) == (a.pattern, first) and r.sweep == top]
+    """The widest networks at the protocol's budget and rate: how many miss a positive at each start, per pattern."""
+    first, top = arms_[0], max(n for a in arms_ for n in a.solved)
+    for i, a in enumerate(a for a in arms_ if (a.steps, a.rates) == (first.steps, first.rates)):
+        widest = [r for r in rows if arm(r) == (a.pattern, a.steps, a.rates) and r.sweep == top]
         missed = missed_by_start(widest)
         starts = np.arange(12)
         ax.plot(starts, [100 * missed.get(int(k), 0) / len(widest) for k in starts], color=f"C{i % 10}", marker=".",
                 linestyle="--" if family_of(a.pattern) == "tail" else "-", label=a.pattern)
     ax.set(xlabel="start of the positive's pattern", ylabel=f"networks of {top} filters missing one there (%)",
-           title=f"false negatives by start, {first} steps (dashed: tail)")
+           title=f"false negatives by start, {label(first)} (dashed: tail)")
     ax.grid(alpha=0.3)
     ax.legend(fontsize=6, ncol=2)
 
@@ -439,8 +517,8 @@ def jobs(args) -> list[cli.Job]:
     cli.overridden(PROTOCOL, args).check_with(cli.Checked.check(cli.overridden(BASE, args)))
     (base, own), = cli.study_settings(args, {"cnn": BASE}, {"cnn": PROTOCOL}).values()
     record = {"pattern": own.patterns(), "steps": own.steps(base), "filters": counts(base)}
-    return [cli.Job((FIGURE,), base, BASE, lambda gen: {NAME: run(base, own, gen)}, notes={NAME: notes}, study=own,
-                    study_protocol=PROTOCOL, record=record)]
+    return [cli.Job((FIGURE,), base, BASE, lambda gen: {NAME: run(base, own, gen, record)}, notes={NAME: notes},
+                    study=own, study_protocol=PROTOCOL, record=record)]
 
 
 if __name__ == "__main__":
