@@ -381,19 +381,41 @@ def evaluate(stack: Stack, data: Callable[[int, int], Batch], score: Callable[[T
     scores = torch.empty(stack.rounds, device=device)
     diverged = torch.empty(stack.rounds, dtype=torch.bool, device=device)
     longest = max(g.stop - g.start for g in stack.groups)
+
+    def judge(parts: list[tuple[Group, int, int]], inputs: tuple[Tensor, ...], y: Tensor) -> None:
+        """Score groups' rows that meet the same inputs: together where the class can (one pass over
+        the data for all of them), else one by one."""
+        template = parts[0][0].template
+        if len(parts) > 1 and hasattr(template, "stacked_forward_together"):
+            outs = template.stacked_forward_together(
+                [stack.group_params(g, a - g.start, b - g.start) for g, a, b in parts], *inputs)
+        else:
+            outs = [logits(stack, g, inputs, shared, a - g.start, b - g.start) for g, a, b in parts]
+        for (g, a, b), out in zip(parts, outs):
+            scores[a:b] = score(out, y)
+            finite = torch.isfinite(out).all(-1)
+            for p in stack.group_params(g, a - g.start, b - g.start).values():
+                finite &= torch.isfinite(p).flatten(1).all(1)
+            diverged[a:b] = ~finite
+
     for offset in range(0, longest, chunk):          # chunk by chunk across groups: groups of the same rounds
-        for group in stack.groups:                   # ask for the same data one after another
+        pending: list[tuple[Group, int, int]] = []   # ask for the same data one after another, and the groups
+        batch: Batch | None = None                   # given the very same tensors are scored together
+        for group in stack.groups:
             start = group.start + offset
             if start >= group.stop:
                 continue
             stop = min(start + chunk, group.stop)
             inputs, y = data(start, stop)
-            out = logits(stack, group, inputs, shared, start - group.start, stop - group.start)
-            scores[start:stop] = score(out, y)
-            finite = torch.isfinite(out).all(-1)
-            for p in stack.group_params(group, start - group.start, stop - group.start).values():
-                finite &= torch.isfinite(p).flatten(1).all(1)
-            diverged[start:stop] = ~finite
+            same = batch is not None and not shared and inputs[0] is batch[0][0] and y is batch[1] \
+                and stop - start == pending[0][2] - pending[0][1] and type(group.template) is type(pending[0][0].template)
+            if pending and not same:
+                judge(pending, *batch)
+                pending = []
+            pending.append((group, start, stop))
+            batch = inputs, y
+        if pending:
+            judge(pending, *batch)
     return scores, diverged
 
 

@@ -128,6 +128,17 @@ def _max_conv_blocked(x: Tensor, w: Tensor) -> Tensor:
     return torch.cat([_halving_max(_conv_per_round(x[:, a:a + block], w)) for a in range(0, b, block)], 1)
 
 
+def pooled_together(x: Tensor, ws: list[Tensor]) -> list[Tensor]:
+    """Max over positions of per-round x (R, B, L) correlated, without autograd, with the filters of several
+    networks per round, ws[i] (R, F_i, K) -> [(R, B, F_i)]: all of a round's filters in one running max (at
+    56 filters, twice as fast as each network's few filters on their own)."""
+    if len({v.shape[-1] for v in ws}) > 1:                 # filters of other lengths: each network on its own
+        return [pool_conv(x, v) for v in ws]
+    w = torch.cat(ws, 1)
+    pooled = (_max_conv_per_round if w.shape[1] >= MANY_FILTERS else _max_conv_blocked)(x, w)
+    return list(pooled.split([v.shape[1] for v in ws], dim=-1))
+
+
 def _halving_max(x: Tensor) -> Tensor:
     """max over the last dim by overlapping halves (exact, as a max is): twice as fast as `amax` on a
     short last dim such as 61 positions."""
@@ -219,8 +230,20 @@ class NaiveCNN(Annealable, nn.Module):
         pool = self.pool if self.training else "max"
         w = params["conv.weight"].flatten(1, 2)                          # (R, F, K)
         pooled = pool_conv(x.squeeze(-2), w, pool, self._temperature())  # (R, B, F)
+        return self._decide(pooled, params)
+
+    @staticmethod
+    def _decide(pooled: Tensor, params: dict[str, Tensor]) -> Tensor:
         decision = params["decision.weight"][:, 0]                       # (R, F)
         return torch.einsum("rbf,rf->rb", pooled, decision) + params["decision.bias"]
+
+    @staticmethod
+    @torch.no_grad()
+    def stacked_forward_together(params: list[dict[str, Tensor]], x: Tensor) -> list[Tensor]:
+        """Eval-mode logits of several groups of NaiveCNNs (any filter counts, one kernel size) that meet the
+        same per-round batch x (R, B, 1, L): `stacked_forward` of each, with all their filters pooled at once."""
+        pooled = pooled_together(x.squeeze(-2), [p["conv.weight"].flatten(1, 2) for p in params])
+        return [NaiveCNN._decide(v, p) for v, p in zip(pooled, params)]
 
 
 class SingleFilterCNN(nn.Module):

@@ -100,3 +100,19 @@ def test_groups_that_meet_the_same_rounds_draw_their_sets_once(monkeypatch):
     alone = [engine.evaluate(engine.init_stack([t], 4, gen(5)), data.per_round_validation(4, 20, gen(2)),
                              engine.accuracy, chunk=3)[0] for t in (NaiveCNN(1),)]
     assert torch.equal(scores[:4], alone[0])                      # the chunking and order change nothing
+
+
+def test_groups_given_the_same_sets_are_scored_together_as_each_alone():
+    """NaiveCNN groups of a stack that meet the same per-round sets are scored in one pass over all their
+    filters (NaiveCNN.stacked_forward_together); scores and diverged flags are those of each group alone."""
+    templates = [NaiveCNN(1), NaiveCNN(3), NaiveCNN(7), NaiveCNN(2, frozen_conv=True), NaiveCNN(2, kernel_size=5)]
+    stack = engine.init_stack(templates, 6, gen(7))
+    with torch.no_grad():
+        stack.params["decision.bias"][7] = float("nan")                 # one diverged round of group 2
+    together = engine.evaluate(stack, data.per_round_validation(6, 40, gen(8)), engine.accuracy, chunk=4)
+    alone = [engine.evaluate(engine.Stack(stack.params, stack.masks, [g]), data.per_round_validation(6, 40, gen(8)),
+                             engine.accuracy, chunk=4) for g in stack.groups]
+    for g, (scores, diverged) in zip(stack.groups, alone):
+        assert torch.allclose(together[0][g.start:g.stop], scores[g.start:g.stop], atol=1e-6)
+        assert torch.equal(together[1][g.start:g.stop], diverged[g.start:g.stop])
+    assert together[1][7] and together[1].sum() == 1
