@@ -190,7 +190,7 @@ def measured(stack: engine.Stack, s: eval_cnn.Settings, sets, pattern: str, rate
 
     def measure(step: int) -> None:
         found = [(*t, *f) for t, f in zip(test(stack), filter_level(stack, sel, val, s.solved_at))]
-        at = stack.per_round(lrs).tolist()
+        at = [lr for g, lr in zip(stack.groups, lrs) for _ in range(g.start, g.stop)]
         found = [(("lr", lr), *m) for lr, m in zip(at, found)]
         rows.extend(report.rows_of(stack, labels, val(stack), measured=found,
                                    keys=(("pattern", pattern), ("steps", step), ("rates", rates))))
