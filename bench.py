@@ -61,12 +61,12 @@ def engine_steps_per_second(rounds: int, steps: int) -> tuple[float, int]:
     stack = engine.init_stack([NaiveCNN(n) for n in filters] + [NaiveCNN(n, frozen_conv=True) for n in filters],
                               rounds, gen)
     def batch(step: int):
-        x, y = data.pattern_pairs((stack.rounds,), gen)
+        x, y = data.pattern_pairs((stack.networks,), gen)
         return (x,), y
     engine.train(stack, batch, 1, engine.make_optimizer("sgd", 0.1, 0.5))       # warm-up (lazy imports)
     start = time.perf_counter()
     engine.train(stack, batch, steps, engine.make_optimizer("sgd", 0.1, 0.5))
-    return stack.rounds * steps / (time.perf_counter() - start), stack.rounds
+    return stack.networks * steps / (time.perf_counter() - start), stack.networks
 
 
 class RunFailed(Exception):

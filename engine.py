@@ -46,7 +46,9 @@ class Stack:
     groups: list[Group]
 
     @property
-    def rounds(self) -> int:
+    def networks(self) -> int:
+        """How many networks (rows) the stack holds: all its groups' rounds (a study's `rounds` setting is
+        the rounds of one sweep point)."""
         return self.groups[-1].stop
 
     def group_params(self, group: Group, start: int = 0, stop: int | None = None,
@@ -265,7 +267,7 @@ def vmap_forward(group: Group, params: dict[str, Tensor], inputs: tuple[Tensor, 
 def padding_waste(stack: Stack) -> float:
     """The work of the padded stack over the work of every group at its own size (parameters x rounds)."""
     own = sum((g.stop - g.start) * sum(p.numel() for p in g.template.parameters()) for g in stack.groups)
-    padded = sum(p[0].numel() for p in stack.params.values()) * stack.rounds
+    padded = sum(p[0].numel() for p in stack.params.values()) * stack.networks
     return padded / own
 
 
@@ -312,7 +314,7 @@ def train(stack: Stack, batch: Callable[[int], Batch], steps: int, optimizer: Ca
     for group in stack.groups:
         group.template.train()
     forward = forward_of(stack)
-    last = (torch.full((stack.rounds,), steps) if lengths is None else lengths).to(stack.params[names[0]].device) - 1
+    last = (torch.full((stack.networks,), steps) if lengths is None else lengths).to(stack.params[names[0]].device) - 1
     annealed, grouped = getattr(stack.groups[0].template, "anneals", False), per_group(stack)
     for step in range(steps):
         if annealed:
@@ -378,8 +380,8 @@ def evaluate(stack: Stack, data: Callable[[int, int], Batch], score: Callable[[T
     or logits are not all finite; its non-finite logits count as wrong answers.
     """
     device = stack.params[next(iter(stack.params))].device
-    scores = torch.empty(stack.rounds, device=device)
-    diverged = torch.empty(stack.rounds, dtype=torch.bool, device=device)
+    scores = torch.empty(stack.networks, device=device)
+    diverged = torch.empty(stack.networks, dtype=torch.bool, device=device)
     longest = max(g.stop - g.start for g in stack.groups)
 
     def judge(parts: list[tuple[Group, int, int]], inputs: tuple[Tensor, ...], y: Tensor) -> None:

@@ -147,7 +147,7 @@ def tune_and_report(script: ModuleType, name: str, s: cli.Settings, at: list[int
     picks = [chosen[(name, n)] for n in at]
     stack = script.train(s, gen, [arm.template for arm in arms], bar,
                          lr=[c.lr for c in picks], momentum=[c.momentum for c in picks])
-    scored, measured = script.validation(s, gen, stack.rounds)(stack), test(stack)
+    scored, measured = script.validation(s, gen, stack.networks)(stack), test(stack)
     rows = [row for n, c, g in zip(at, picks, stack.groups)
             for row in report.rows_of(stack, [(name, n)], scored, keys(c, s.steps), measured, groups=[g])]
     return {n: dataclasses.asdict(c) for n, c in zip(at, picks)}, keyed(grid, s.steps), rows
@@ -158,7 +158,7 @@ def reference(script: ModuleType, base: cli.Settings, at: list[int], gen: torch.
     """The protocol's SGD at its own rate and length, untuned."""
     stack = script.train(base, gen, [script.model(base, "Naive", n) for n in at], bar)
     fixed = tuning.Choice(base.lr, base.momentum, float("nan"), False)
-    return report.rows_of(stack, [(REFERENCE, n) for n in at], script.validation(base, gen, stack.rounds)(stack),
+    return report.rows_of(stack, [(REFERENCE, n) for n in at], script.validation(base, gen, stack.networks)(stack),
                           keys(fixed, base.steps), test(stack))
 
 

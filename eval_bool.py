@@ -149,15 +149,15 @@ def fit(s: Settings, gen: torch.Generator, stack: engine.Stack, bar,
     optimizer = optimizer or engine.make_optimizer(s.optimizer, stack.per_round(lr or s.lr),
                                                    stack.per_round(momentum or s.momentum))
     size = block_rounds(s.steps)
-    blocks = range(0, stack.rounds, size)
+    blocks = range(0, stack.networks, size)
     for start in blocks:                        # the data of one block of rounds at a time: bounded memory
-        part = stack.block(start, min(start + size, stack.rounds))
-        batches, lengths = training_data(part.rounds, s.steps, gen)
+        part = stack.block(start, min(start + size, stack.networks))
+        batches, lengths = training_data(part.networks, s.steps, gen)
 
         def batch(step: int):
             (x, z), y = batches(step)
             return training_inputs(stack.groups[0].template, x, z), y
-        engine.train(part, batch, s.steps, optimizer, lengths=lengths, rows=slice(start, start + part.rounds),
+        engine.train(part, batch, s.steps, optimizer, lengths=lengths, rows=slice(start, start + part.networks),
                      on_step=lambda: bar.update(1 / len(blocks)))
         bar.update((s.steps - min(s.steps, int(lengths.max()))) / len(blocks))    # steps every round skipped
         stack.put(part, start)

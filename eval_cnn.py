@@ -101,8 +101,8 @@ def fit(s: Settings, gen: torch.Generator, stack: engine.Stack, bar,
     task = s.task()
 
     def batch(step: int):
-        x, y = data.pattern_pairs((stack.rounds,), gen, task)
-        z = data.latents((stack.rounds,), gen)          # drawn for every stack: one random stream for all
+        x, y = data.pattern_pairs((stack.networks,), gen, task)
+        z = data.latents((stack.networks,), gen)          # drawn for every stack: one random stream for all
         return training_inputs(stack.groups[0].template, x, z), y
     optimizer = optimizer or engine.make_optimizer(s.optimizer, stack.per_round(lr or s.lr),
                                                    stack.per_round(momentum or s.momentum))

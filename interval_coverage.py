@@ -76,7 +76,7 @@ def old_draw(stack: engine.Stack, gen: torch.Generator, pattern: data.Pattern, p
 def new_draw(stack: engine.Stack, gen: torch.Generator, pattern: data.Pattern, pairs: int = PAIRS) -> Draw:
     """NEW: every round its own fresh validation set."""
     def draw() -> torch.Tensor:
-        batches = data.per_round_validation(stack.rounds, pairs, gen, pattern)
+        batches = data.per_round_validation(stack.networks, pairs, gen, pattern)
         return solved(stack, batches, False, 2 * pairs, pattern.seq_len)
     return draw
 
@@ -105,7 +105,7 @@ def solve_chance(stack: engine.Stack, gen: torch.Generator, pattern: data.Patter
             errors = ((1 - engine.accuracy(logits[:, kept], y[kept])) * pool).round()
             chance *= chance_without_error(errors, pool, pairs)
         return chance
-    pools = data.per_round_validation(stack.rounds, pool, gen, pattern)
+    pools = data.per_round_validation(stack.networks, pool, gen, pattern)
     scores, _ = engine.evaluate(stack, pools, score, False, chunk_for(stack, 2 * pool, pattern.seq_len, False))
     return scores
 

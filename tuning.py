@@ -79,7 +79,7 @@ def tune(script: ModuleType, arms: list[Arm], rounds: int, selection: int, crite
         templates = [copy.deepcopy(arm.template) for arm, _, _ in points]    # each group its own: an annealed
         stack = script.train(s, gen, templates, bar,                         # network holds its rounds' progress
                              lr=[lr for _, lr, _ in points], momentum=[m for _, _, m in points])
-        scores, diverged = script.selection(s, gen, selection, stack.rounds)(stack)
+        scores, diverged = script.selection(s, gen, selection, stack.networks)(stack)
         for (arm, lr, m), group in zip(points, stack.groups):
             keys = (("lr", lr), ("momentum", m))
             rows += report.rows_of(stack, [(arm.model, arm.sweep)], (scores, diverged), keys, groups=[group])

@@ -49,11 +49,11 @@ def main(argv: list[str] | None = None) -> int:
     x, y = data.pattern_validation_set(pairs, gen)
     ways = {
         "shared set (eval_cnn)": lambda: engine.evaluate(stack, lambda a, b: ((x,), y), engine.accuracy, shared=True),
-        "own set per round": lambda: coverage.solved(stack, data.per_round_validation(stack.rounds, pairs, gen),
+        "own set per round": lambda: coverage.solved(stack, data.per_round_validation(stack.networks, pairs, gen),
                                                      False, 2 * pairs, x.shape[-1]),
-        "  of which drawing the sets": lambda: draw_only(stack.rounds, pairs, gen, coverage.chunk_for(stack, 2 * pairs, x.shape[-1], False)),
+        "  of which drawing the sets": lambda: draw_only(stack.networks, pairs, gen, coverage.chunk_for(stack, 2 * pairs, x.shape[-1], False)),
     }
-    print(f"| evaluation of {stack.rounds} networks | seconds (each of {args.repeats} timings) |\n|---|---|")
+    print(f"| evaluation of {stack.networks} networks | seconds (each of {args.repeats} timings) |\n|---|---|")
     for name, evaluate in ways.items():
         times = [seconds(evaluate) for _ in range(args.repeats)]
         print(f"| {name} | {min(times):.2f} ({', '.join(f'{t:.2f}' for t in times)}) |")
