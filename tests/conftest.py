@@ -13,3 +13,51 @@ torch.set_num_threads(1)
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
+
+
+# ----------------------------------------------------------------------------- shared runs
+
+import io  # noqa: E402
+from contextlib import redirect_stdout  # noqa: E402
+
+import pytest  # noqa: E402
+
+import cli  # noqa: E402
+import eval_bool  # noqa: E402
+import eval_cnn  # noqa: E402
+
+FAITHFUL = {"cnn": eval_cnn, "bool": eval_bool}
+
+
+def faithful_run(script: str, *argv) -> tuple[int, str]:
+    """eval_{script}.py's command line, in process: its status and what it printed."""
+    module, printed = FAITHFUL[script], io.StringIO()
+    with redirect_stdout(printed):
+        code = cli.main(module.arguments(), module.jobs, [str(a) for a in argv])
+    return code, printed.getvalue()
+
+
+@pytest.fixture(scope="session")
+def quick_runs(tmp_path_factory):
+    """One --quick run of each faithful script (eval_cnn.py, eval_bool.py) at seed 0, in process, shared by every
+    test that reads its files or its table: {script: (folder, stdout)}."""
+    out = {}
+    for script in FAITHFUL:
+        folder = tmp_path_factory.mktemp(f"quick_{script}")
+        code, printed = faithful_run(script, "--quick", "--out", folder, "--device", "cpu")
+        assert code == 0
+        out[script] = (folder, printed)
+    return out
+
+
+@pytest.fixture(scope="session")
+def redrawn(quick_runs):
+    """`--quick --plot-only` in place on each quick run's folder, its figure deleted first, once for every test that
+    reads a redraw: {script: (status, stdout, the folder's files before, after)}."""
+    out = {}
+    for script, (folder, _) in quick_runs.items():
+        before = {p.name: p.read_bytes() for p in folder.iterdir()}
+        (folder / f"{FAITHFUL[script].FIGURE.name}.png").unlink()
+        code, printed = faithful_run(script, "--quick", "--plot-only", "--out", folder)
+        out[script] = (code, printed, before, {p.name: p.read_bytes() for p in folder.iterdir()})
+    return out

@@ -36,22 +36,27 @@ def test_plot_only_refuses_every_tampered_file(tmp_path, capsys, script, case):
     assert {p.name: p.read_bytes() for p in folder.iterdir()} == before          # nothing written
 
 
-def test_the_corpus_is_refused_for_its_damage_not_by_accident(tmp_path, capsys):
-    """The untampered quick run it was made from redraws fine (else every case would pass for nothing)."""
+def test_the_corpus_is_refused_for_its_damage_not_by_accident(quick_runs, redrawn):
+    """The untampered quick run it was made from redraws fine (else every case would pass for nothing), and the
+    corpus records hold that very run's settings (conftest's shared quick runs and their redraw)."""
     for script, module in SCRIPTS.items():
-        assert main(script, "--quick", "--out", tmp_path / script) == 0
-        assert main(script, "--quick", "--plot-only", "--out", tmp_path / script) == 0
-    capsys.readouterr()
+        folder, _ = quick_runs[script]
+        code, *_ = redrawn[script]
+        assert code == 0, script
+        name = module.FIGURE.name
+        run = json.loads((folder / f"{name}.json").read_text())
+        made_from = json.loads((CORPUS / script / "edited_score" / f"{name}.json").read_text())
+        assert made_from["settings"] == run["settings"] and made_from["quick"] is run["quick"] is True
 
 
-def test_a_redraw_in_place_leaves_the_run_files_as_they_were(tmp_path, capsys):
+def test_a_redraw_in_place_leaves_the_run_files_as_they_were(quick_runs, redrawn):
     """`--plot-only` on the folder of a run rewrites its figure only: CSV and record stay byte for byte
     (the committed results stay clean under `git status`)."""
-    assert main("cnn", "--quick", "--out", tmp_path) == 0
-    kept = {p: p.read_bytes() for p in tmp_path.glob("*.[cj]s*")}
-    assert main("cnn", "--quick", "--plot-only", "--out", tmp_path) == 0
-    assert {p: p.read_bytes() for p in tmp_path.glob("*.[cj]s*")} == kept
-    assert "wrote " + str(tmp_path / "cnn_experiment.png") in capsys.readouterr().out
+    folder, _ = quick_runs["cnn"]
+    code, printed, before, after = redrawn["cnn"]
+    kept = lambda files: {n: b for n, b in files.items() if n.endswith((".csv", ".json"))}
+    assert code == 0 and len(kept(before)) == 2 and kept(after) == kept(before)
+    assert "wrote " + str(folder / "cnn_experiment.png") in printed
 
 
 def test_a_failing_second_experiment_leaves_the_first_ones_files_untouched(tmp_path, capsys):

@@ -24,21 +24,6 @@ def run(script, *argv):
     return cli.main(module.arguments(), module.jobs, [str(a) for a in argv])
 
 
-@pytest.fixture(scope="module")
-def quick_runs(tmp_path_factory):
-    """One --quick run of each script (in process), its stdout and output folder."""
-    out = {}
-    for script in SCRIPTS:
-        folder = tmp_path_factory.mktemp(script)
-        import io
-        from contextlib import redirect_stdout
-        buf = io.StringIO()
-        with redirect_stdout(buf):
-            assert run(script, "--quick", "--out", folder, "--device", "cpu") == 0
-        out[script] = (folder, buf.getvalue())
-    return out
-
-
 @pytest.mark.parametrize("script", SCRIPTS)
 def test_quick_run_writes_valid_png_csv_json(quick_runs, script):
     folder, stdout = quick_runs[script]
@@ -73,14 +58,13 @@ def test_cnn_csv_rows_follow_the_protocol(quick_runs):
 
 
 @pytest.mark.parametrize("script", SCRIPTS)
-def test_plot_only_reproduces_the_table_of_the_run(quick_runs, script, capsys):
-    folder, stdout = quick_runs[script]
-    png = folder / f"{SCRIPTS[script].FIGURE.name}.png"
-    png.unlink()
-    assert run(script, "--quick", "--plot-only", "--out", folder) == 0
-    replot = capsys.readouterr().out
+def test_plot_only_reproduces_the_table_of_the_run(quick_runs, redrawn, script):
+    """(conftest's `redrawn`: the quick run's figure deleted, then `--plot-only` in its folder.)"""
+    _, stdout = quick_runs[script]
+    code, replot, _, after = redrawn[script]
+    assert code == 0
     assert replot.split("wrote")[0] == stdout.split("wrote")[0]
-    assert png.exists()
+    assert f"{SCRIPTS[script].FIGURE.name}.png" in after
 
 
 def test_same_seed_same_csv_other_seed_other_csv(tmp_path):
