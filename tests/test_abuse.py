@@ -165,11 +165,31 @@ def committed_copy(study: str, folder: Path):
     return module, names
 
 
+@pytest.fixture(scope="module")
+def committed_rows():
+    """Every committed CSV of the studies below as report.read_csv reads it, read once for the module (some are
+    megabytes): {(its bytes, models, columns): rows}."""
+    import importlib
+    read = {}
+    for study, argv in STUDIES.items():
+        module = importlib.import_module(study)
+        for job in module.jobs(module.arguments().parse_args(argv)):
+            for f in job.figures:
+                path = ROOT / "plots" / f"{f.name}.csv"
+                read[(path.read_bytes(), f.models, f.columns)] = report.read_csv(path, f.models, f.columns)
+    return read
+
+
 @pytest.mark.parametrize("damage", [delete_a_row, drop_the_record, quote_a_field_and_vouch_for_it])
 @pytest.mark.parametrize("study", STUDIES)
-def test_plot_only_of_every_study_refuses_its_committed_files_once_tampered(tmp_path, capsys, study, damage):
+def test_plot_only_of_every_study_refuses_its_committed_files_once_tampered(tmp_path, capsys, monkeypatch, study, damage,
+                                                                           committed_rows):
     """One file of a copy of the study's committed results damaged: the study refuses with one line and
-    writes nothing."""
+    writes nothing. (A CSV byte for byte a committed one is not read again: `committed_rows` holds what
+    report.read_csv gives for it; the damaged one is read as any file is.)"""
+    real = report.read_csv
+    monkeypatch.setattr(report, "read_csv", lambda path, models=report.MODELS, columns=(): list(
+        committed_rows.get((Path(path).read_bytes(), models, columns)) or real(path, models, columns)))
     module, names = committed_copy(study, tmp_path)
     damage(tmp_path / f"{names[0]}.csv", tmp_path / f"{names[0]}.json")
     before = {p.name: p.read_bytes() for p in tmp_path.iterdir()}
@@ -180,17 +200,22 @@ def test_plot_only_of_every_study_refuses_its_committed_files_once_tampered(tmp_
 
 
 @pytest.mark.parametrize("study", STUDIES)
-def test_every_study_redraws_its_committed_files_untampered(tmp_path, capsys, study):
+def test_every_study_redraws_its_committed_files_untampered(tmp_path, study, committed_rows):
     """The control: undamaged, the same copy passes every check `--plot-only` makes of its files (so the
     refusals above come from the damage), and the committed results are those of the study's present
     defaults (their records hold its present settings)."""
     module, names = committed_copy(study, tmp_path)
     args = module.arguments().parse_args(STUDIES[study])
-    for job in module.jobs(args):
-        for figure in job.figures:
-            report.read_csv(tmp_path / f"{figure.name}.csv", figure.models, figure.columns)
-            cli.read_record(tmp_path / f"{figure.name}.json", f"{study}.py", figure.name,
-                            tmp_path / f"{figure.name}.csv", job)
+    figures = [(job, figure) for job in module.jobs(args) for figure in job.figures]
+    assert [figure.name for _, figure in figures] == names
+    for job, figure in figures:
+        csv_path = tmp_path / f"{figure.name}.csv"
+        assert committed_rows[(csv_path.read_bytes(), figure.models, figure.columns)], "rows read from the copy"
+        record = cli.read_record(tmp_path / f"{figure.name}.json", f"{study}.py", figure.name, csv_path, job)
+        assert record["figure"] == figure.name and record["csv_sha256"] == report.digest(csv_path.read_text())
+        if job.expected is not None:
+            cli.check_groups(csv_path, committed_rows[(csv_path.read_bytes(), figure.models, figure.columns)],
+                             job.expected(job.settings))
 
 
 def test_an_allocation_that_fails_anyway_is_one_line_not_a_traceback(monkeypatch, capsys):
