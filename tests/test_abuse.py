@@ -239,4 +239,5 @@ def test_an_allocation_that_fails_anyway_is_one_line_not_a_traceback(monkeypatch
 def test_every_top_level_script_imports(script):
     """Every file at the top imports (a renamed module would break its users here first)."""
     import importlib
-    importlib.import_module(script)
+    module = importlib.import_module(script)
+    assert Path(module.__file__) == ROOT / f"{script}.py"
