@@ -35,7 +35,7 @@ def main(*argv):
 @pytest.fixture(scope="module")
 def quick_run(tmp_path_factory):
     out = tmp_path_factory.mktemp("search")
-    code, printed, _ = main("--quick", "--steps", 30, "--max-width", 4, "--rounds", 3, "--tuning-rounds", 3,
+    code, printed, _ = main("--quick", "--steps", 10, "--max-width", 4, "--rounds", 3, "--tuning-rounds", 3,
                             "--out", out, "--device", "cpu")
     assert code == 0
     return out, printed
@@ -78,19 +78,19 @@ def test_quick_run_writes_every_arm_with_its_costs(quick_run):
 
 
 def test_budgets_are_as_stated_by_hand(quick_run):
-    """cnn at 30 steps: a unit is 30 steps x (forward + 2 forwards) x (4 x 61 + 1) multiply-adds x 2 sequences.
+    """cnn at 10 steps: a unit is 10 steps x (forward + 2 forwards) x (4 x 61 + 1) multiply-adds x 2 sequences.
     Wide Naive(b) costs b units exactly; a best of k, k units; PSO with k particles on fitness batches of
     `batch` pairs evaluates k candidates first and then every generation, each evaluation 245 x 2 x batch."""
     out, _ = quick_run
-    unit = 30 * 3 * 245 * 2
+    unit = 10 * 3 * 245 * 2
     info = json.loads((out / "search_cnn.json").read_text())["settings"]
     assert info["unit_macs"] == unit
     fig = X.figure("cnn", 1)
     rows = report.read_csv(out / "search_cnn.csv", fig.models, fig.columns)
     cost = {(r.model, r.sweep): (r.get("macs"), r.get("examples"), r.get("candidates")) for r in rows}
     for b in (1, 2, 3):
-        assert cost[X.WIDE, b] == (b * unit, 30 * 2, 1) and cost[X.RESTARTS, b] == (b * unit, b * 30 * 2, b)
-        assert cost[X.LONGER, b] == (b * unit, b * 30 * 2, 1)
+        assert cost[X.WIDE, b] == (b * unit, 10 * 2, 1) and cost[X.RESTARTS, b] == (b * unit, b * 10 * 2, b)
+        assert cost[X.LONGER, b] == (b * unit, b * 10 * 2, 1)
         chosen = info["chosen"][X.PSO][str(b)]
         k, batch = chosen["particles"], chosen["batch"]
         evaluation = 245 * 2 * batch
