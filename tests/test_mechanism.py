@@ -31,7 +31,7 @@ def run_study(argv: list[str]) -> tuple[int, str, str]:
     return code, out.getvalue(), err.getvalue()
 
 
-QUICK = ["--quick", "--rounds", "4"]
+QUICK = ["--quick", "--rounds", "4", "--steps", "30"]
 
 
 @pytest.fixture(scope="module")
