@@ -40,7 +40,7 @@ def test_the_corpus_is_refused_for_its_damage_not_by_accident(quick_runs, redraw
     """The untampered quick run it was made from redraws fine (else every case would pass for nothing), and the
     corpus records hold that very run's settings (conftest's shared quick runs and their redraw)."""
     for script, module in SCRIPTS.items():
-        folder, _ = quick_runs[script]
+        folder, *_ = quick_runs[script]
         code, *_ = redrawn[script]
         assert code == 0, script
         name = module.FIGURE.name
@@ -52,7 +52,7 @@ def test_the_corpus_is_refused_for_its_damage_not_by_accident(quick_runs, redraw
 def test_a_redraw_in_place_leaves_the_run_files_as_they_were(quick_runs, redrawn):
     """`--plot-only` on the folder of a run rewrites its figure only: CSV and record stay byte for byte
     (the committed results stay clean under `git status`)."""
-    folder, _ = quick_runs["cnn"]
+    folder, *_ = quick_runs["cnn"]
     code, printed, before, after = redrawn["cnn"]
     kept = lambda files: {n: b for n, b in files.items() if n.endswith((".csv", ".json"))}
     assert code == 0 and len(kept(before)) == 2 and kept(after) == kept(before)

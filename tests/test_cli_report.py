@@ -1,5 +1,6 @@
 import csv
 import dataclasses
+import io
 import json
 import math
 import subprocess
@@ -26,19 +27,20 @@ def run(script, *argv):
 
 @pytest.mark.parametrize("script", SCRIPTS)
 def test_quick_run_writes_valid_png_csv_json(quick_runs, script):
-    folder, stdout = quick_runs[script]
+    """(conftest's shared quick run, its files as it wrote them.)"""
+    folder, stdout, written = quick_runs[script]
     name = SCRIPTS[script].FIGURE.name
-    png = (folder / f"{name}.png").read_bytes()
+    assert sorted(written) == [f"{name}.csv", f"{name}.json", f"{name}.png"], "three files, no temporary one"
+    png = written[f"{name}.png"]
     assert png[:8] == b"\x89PNG\r\n\x1a\n" and len(png) > 10_000
-    with open(folder / f"{name}.csv") as f:
-        rows = list(csv.reader(f))
+    rows = list(csv.reader(io.StringIO(written[f"{name}.csv"].decode())))
     assert tuple(rows[0]) == report.COLUMNS + tuple(c.name for c in SCRIPTS[script].FIGURE.columns)
     models = {r[0] for r in rows[1:]}
     assert {"Naive", "HyperNetwork", "hardcoded"} <= models
     assert all(0.0 <= float(r[4]) <= 1.0 for r in rows[1:]) and {r[5] for r in rows[1:]} == {"0"}
     hard = [r for r in rows[1:] if r[0] == "hardcoded"]
     assert len(hard) == 1 and hard[0][3] == "0"
-    settings = json.loads((folder / f"{name}.json").read_text())
+    settings = json.loads(written[f"{name}.json"])
     assert settings["seed"] == 0 and settings["device_used"] == "cpu" and settings["torch"] == torch.__version__
     assert "train_eval_seconds" in settings and settings["quick"] is True
     assert settings["settings"]["rounds"] == 10 and settings["settings"]["lr"] == 0.1
@@ -47,7 +49,7 @@ def test_quick_run_writes_valid_png_csv_json(quick_runs, script):
 
 
 def test_cnn_csv_rows_follow_the_protocol(quick_runs):
-    folder, _ = quick_runs["cnn"]
+    folder, *_ = quick_runs["cnn"]
     rows = report.read_csv(folder / "cnn_experiment.csv", columns=eval_cnn.FIGURE.columns)
     naive = [r for r in rows if r.model == "Naive"]
     assert {(r.sweep, r.params) for r in naive} == {(1, 6), (2, 11), (3, 16)}
@@ -60,7 +62,7 @@ def test_cnn_csv_rows_follow_the_protocol(quick_runs):
 @pytest.mark.parametrize("script", SCRIPTS)
 def test_plot_only_reproduces_the_table_of_the_run(quick_runs, redrawn, script):
     """(conftest's `redrawn`: the quick run's figure deleted, then `--plot-only` in its folder.)"""
-    _, stdout = quick_runs[script]
+    _, stdout, _ = quick_runs[script]
     code, replot, _, after = redrawn[script]
     assert code == 0
     assert replot.split("wrote")[0] == stdout.split("wrote")[0]

@@ -44,7 +44,7 @@ def test_the_protocol_pattern_is_the_default_and_starts_at_0_to_59():
 
 def test_the_default_pattern_reproduces_the_faithful_run(quick_runs, tmp_path):
     """The protocol's pattern given as flags writes the CSV of the faithful quick run (conftest's, no flags)."""
-    folder, _ = quick_runs["cnn"]
+    folder, *_ = quick_runs["cnn"]
     argv = ["--quick", "--pattern", "1101", "--seq-len", 64, "--out", tmp_path, "--device", "cpu"]
     assert cli.main(eval_cnn.arguments(), eval_cnn.jobs, [str(a) for a in argv]) == 0
     assert (tmp_path / "cnn_experiment.csv").read_bytes() == (folder / "cnn_experiment.csv").read_bytes()
