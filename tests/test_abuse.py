@@ -118,7 +118,8 @@ def test_an_empty_out_and_a_refused_run_leave_the_tree_clean(tmp_path, capsys, m
     assert main("cnn", "--quick", "--lr", "nan") == 2
     assert main("cnn", "--rounds", str(10 ** 8)) == 2                      # too large for the memory
     assert not list(tmp_path.iterdir())                                   # no results, no empty runs/ folder
-    capsys.readouterr()
+    err = capsys.readouterr().err
+    assert err.count("\n") == 3 and err.count("eval_cnn.py: error: ") == 3, err          # one line each
 
 
 def test_every_results_file_is_written_without_quoting():
