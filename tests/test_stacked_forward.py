@@ -99,7 +99,8 @@ def test_init_stack_refuses_templates_with_other_settings():
     with pytest.raises(ValueError, match="one class"):
         engine.init_stack([NaiveBoolNet(2), HyperBoolNet()], 2, gen)
     mixed = engine.init_stack([NaiveCNN(2), NaiveCNN(3, frozen_conv=True)], 2, gen)    # frozen is a mask, not a setting
-    assert len(mixed.groups) == 2 and mixed.masks["conv.weight"][:2, :2].all() and not mixed.masks["conv.weight"][2:].any()
+    conv = mixed.masks["conv.weight"]
+    assert len(mixed.groups) == 2 and conv[:2, :2].all() and not conv[2:].any()
 
 
 @pytest.mark.parametrize("filters", [1, 3, 7])
