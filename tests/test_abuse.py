@@ -36,22 +36,27 @@ def test_plot_only_refuses_every_tampered_file(tmp_path, capsys, script, case):
     assert {p.name: p.read_bytes() for p in folder.iterdir()} == before          # nothing written
 
 
-def test_the_corpus_is_refused_for_its_damage_not_by_accident(tmp_path, capsys):
-    """The untampered quick run it was made from redraws fine (else every case would pass for nothing)."""
+def test_the_corpus_is_refused_for_its_damage_not_by_accident(quick_runs, redrawn):
+    """The untampered quick run it was made from redraws fine (else every case would pass for nothing), and the
+    corpus records hold that very run's settings (conftest's shared quick runs and their redraw)."""
     for script, module in SCRIPTS.items():
-        assert main(script, "--quick", "--out", tmp_path / script) == 0
-        assert main(script, "--quick", "--plot-only", "--out", tmp_path / script) == 0
-    capsys.readouterr()
+        folder, *_ = quick_runs[script]
+        code, *_ = redrawn[script]
+        assert code == 0, script
+        name = module.FIGURE.name
+        run = json.loads((folder / f"{name}.json").read_text())
+        made_from = json.loads((CORPUS / script / "edited_score" / f"{name}.json").read_text())
+        assert made_from["settings"] == run["settings"] and made_from["quick"] is run["quick"] is True
 
 
-def test_a_redraw_in_place_leaves_the_run_files_as_they_were(tmp_path, capsys):
+def test_a_redraw_in_place_leaves_the_run_files_as_they_were(quick_runs, redrawn):
     """`--plot-only` on the folder of a run rewrites its figure only: CSV and record stay byte for byte
     (the committed results stay clean under `git status`)."""
-    assert main("cnn", "--quick", "--out", tmp_path) == 0
-    kept = {p: p.read_bytes() for p in tmp_path.glob("*.[cj]s*")}
-    assert main("cnn", "--quick", "--plot-only", "--out", tmp_path) == 0
-    assert {p: p.read_bytes() for p in tmp_path.glob("*.[cj]s*")} == kept
-    assert "wrote " + str(tmp_path / "cnn_experiment.png") in capsys.readouterr().out
+    folder, *_ = quick_runs["cnn"]
+    code, printed, before, after = redrawn["cnn"]
+    kept = lambda files: {n: b for n, b in files.items() if n.endswith((".csv", ".json"))}
+    assert code == 0 and len(kept(before)) == 2 and kept(after) == kept(before)
+    assert "wrote " + str(folder / "cnn_experiment.png") in printed
 
 
 def test_a_failing_second_experiment_leaves_the_first_ones_files_untouched(tmp_path, capsys):
@@ -113,7 +118,8 @@ def test_an_empty_out_and_a_refused_run_leave_the_tree_clean(tmp_path, capsys, m
     assert main("cnn", "--quick", "--lr", "nan") == 2
     assert main("cnn", "--rounds", str(10 ** 8)) == 2                      # too large for the memory
     assert not list(tmp_path.iterdir())                                   # no results, no empty runs/ folder
-    capsys.readouterr()
+    err = capsys.readouterr().err
+    assert err.count("\n") == 3 and err.count("eval_cnn.py: error: ") == 3, err          # one line each
 
 
 def test_every_results_file_is_written_without_quoting():
@@ -160,11 +166,31 @@ def committed_copy(study: str, folder: Path):
     return module, names
 
 
+@pytest.fixture(scope="module")
+def committed_rows():
+    """Every committed CSV of the studies below as report.read_csv reads it, read once for the module (some are
+    megabytes): {(its bytes, models, columns): rows}."""
+    import importlib
+    read = {}
+    for study, argv in STUDIES.items():
+        module = importlib.import_module(study)
+        for job in module.jobs(module.arguments().parse_args(argv)):
+            for f in job.figures:
+                path = ROOT / "plots" / f"{f.name}.csv"
+                read[(path.read_bytes(), f.models, f.columns)] = report.read_csv(path, f.models, f.columns)
+    return read
+
+
 @pytest.mark.parametrize("damage", [delete_a_row, drop_the_record, quote_a_field_and_vouch_for_it])
 @pytest.mark.parametrize("study", STUDIES)
-def test_plot_only_of_every_study_refuses_its_committed_files_once_tampered(tmp_path, capsys, study, damage):
+def test_plot_only_of_every_study_refuses_its_committed_files_once_tampered(tmp_path, capsys, monkeypatch, study, damage,
+                                                                           committed_rows):
     """One file of a copy of the study's committed results damaged: the study refuses with one line and
-    writes nothing."""
+    writes nothing. (A CSV byte for byte a committed one is not read again: `committed_rows` holds what
+    report.read_csv gives for it; the damaged one is read as any file is.)"""
+    real = report.read_csv
+    monkeypatch.setattr(report, "read_csv", lambda path, models=report.MODELS, columns=(): list(
+        committed_rows.get((Path(path).read_bytes(), models, columns)) or real(path, models, columns)))
     module, names = committed_copy(study, tmp_path)
     damage(tmp_path / f"{names[0]}.csv", tmp_path / f"{names[0]}.json")
     before = {p.name: p.read_bytes() for p in tmp_path.iterdir()}
@@ -175,17 +201,22 @@ def test_plot_only_of_every_study_refuses_its_committed_files_once_tampered(tmp_
 
 
 @pytest.mark.parametrize("study", STUDIES)
-def test_every_study_redraws_its_committed_files_untampered(tmp_path, capsys, study):
+def test_every_study_redraws_its_committed_files_untampered(tmp_path, study, committed_rows):
     """The control: undamaged, the same copy passes every check `--plot-only` makes of its files (so the
     refusals above come from the damage), and the committed results are those of the study's present
     defaults (their records hold its present settings)."""
     module, names = committed_copy(study, tmp_path)
     args = module.arguments().parse_args(STUDIES[study])
-    for job in module.jobs(args):
-        for figure in job.figures:
-            report.read_csv(tmp_path / f"{figure.name}.csv", figure.models, figure.columns)
-            cli.read_record(tmp_path / f"{figure.name}.json", f"{study}.py", figure.name,
-                            tmp_path / f"{figure.name}.csv", job)
+    figures = [(job, figure) for job in module.jobs(args) for figure in job.figures]
+    assert [figure.name for _, figure in figures] == names
+    for job, figure in figures:
+        csv_path = tmp_path / f"{figure.name}.csv"
+        assert committed_rows[(csv_path.read_bytes(), figure.models, figure.columns)], "rows read from the copy"
+        record = cli.read_record(tmp_path / f"{figure.name}.json", f"{study}.py", figure.name, csv_path, job)
+        assert record["figure"] == figure.name and record["csv_sha256"] == report.digest(csv_path.read_text())
+        if job.expected is not None:
+            cli.check_groups(csv_path, committed_rows[(csv_path.read_bytes(), figure.models, figure.columns)],
+                             job.expected(job.settings))
 
 
 def test_an_allocation_that_fails_anyway_is_one_line_not_a_traceback(monkeypatch, capsys):
@@ -209,4 +240,5 @@ def test_an_allocation_that_fails_anyway_is_one_line_not_a_traceback(monkeypatch
 def test_every_top_level_script_imports(script):
     """Every file at the top imports (a renamed module would break its users here first)."""
     import importlib
-    importlib.import_module(script)
+    module = importlib.import_module(script)
+    assert Path(module.__file__) == ROOT / f"{script}.py"

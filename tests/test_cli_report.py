@@ -1,5 +1,6 @@
 import csv
 import dataclasses
+import io
 import json
 import math
 import subprocess
@@ -24,36 +25,22 @@ def run(script, *argv):
     return cli.main(module.arguments(), module.jobs, [str(a) for a in argv])
 
 
-@pytest.fixture(scope="module")
-def quick_runs(tmp_path_factory):
-    """One --quick run of each script (in process), its stdout and output folder."""
-    out = {}
-    for script in SCRIPTS:
-        folder = tmp_path_factory.mktemp(script)
-        import io
-        from contextlib import redirect_stdout
-        buf = io.StringIO()
-        with redirect_stdout(buf):
-            assert run(script, "--quick", "--out", folder, "--device", "cpu") == 0
-        out[script] = (folder, buf.getvalue())
-    return out
-
-
 @pytest.mark.parametrize("script", SCRIPTS)
 def test_quick_run_writes_valid_png_csv_json(quick_runs, script):
-    folder, stdout = quick_runs[script]
+    """(conftest's shared quick run, its files as it wrote them.)"""
+    folder, stdout, written = quick_runs[script]
     name = SCRIPTS[script].FIGURE.name
-    png = (folder / f"{name}.png").read_bytes()
+    assert sorted(written) == [f"{name}.csv", f"{name}.json", f"{name}.png"], "three files, no temporary one"
+    png = written[f"{name}.png"]
     assert png[:8] == b"\x89PNG\r\n\x1a\n" and len(png) > 10_000
-    with open(folder / f"{name}.csv") as f:
-        rows = list(csv.reader(f))
+    rows = list(csv.reader(io.StringIO(written[f"{name}.csv"].decode())))
     assert tuple(rows[0]) == report.COLUMNS + tuple(c.name for c in SCRIPTS[script].FIGURE.columns)
     models = {r[0] for r in rows[1:]}
     assert {"Naive", "HyperNetwork", "hardcoded"} <= models
     assert all(0.0 <= float(r[4]) <= 1.0 for r in rows[1:]) and {r[5] for r in rows[1:]} == {"0"}
     hard = [r for r in rows[1:] if r[0] == "hardcoded"]
     assert len(hard) == 1 and hard[0][3] == "0"
-    settings = json.loads((folder / f"{name}.json").read_text())
+    settings = json.loads(written[f"{name}.json"])
     assert settings["seed"] == 0 and settings["device_used"] == "cpu" and settings["torch"] == torch.__version__
     assert "train_eval_seconds" in settings and settings["quick"] is True
     assert settings["settings"]["rounds"] == 10 and settings["settings"]["lr"] == 0.1
@@ -62,7 +49,7 @@ def test_quick_run_writes_valid_png_csv_json(quick_runs, script):
 
 
 def test_cnn_csv_rows_follow_the_protocol(quick_runs):
-    folder, _ = quick_runs["cnn"]
+    folder, *_ = quick_runs["cnn"]
     rows = report.read_csv(folder / "cnn_experiment.csv", columns=eval_cnn.FIGURE.columns)
     naive = [r for r in rows if r.model == "Naive"]
     assert {(r.sweep, r.params) for r in naive} == {(1, 6), (2, 11), (3, 16)}
@@ -73,14 +60,13 @@ def test_cnn_csv_rows_follow_the_protocol(quick_runs):
 
 
 @pytest.mark.parametrize("script", SCRIPTS)
-def test_plot_only_reproduces_the_table_of_the_run(quick_runs, script, capsys):
-    folder, stdout = quick_runs[script]
-    png = folder / f"{SCRIPTS[script].FIGURE.name}.png"
-    png.unlink()
-    assert run(script, "--quick", "--plot-only", "--out", folder) == 0
-    replot = capsys.readouterr().out
+def test_plot_only_reproduces_the_table_of_the_run(quick_runs, redrawn, script):
+    """(conftest's `redrawn`: the quick run's figure deleted, then `--plot-only` in its folder.)"""
+    _, stdout, _ = quick_runs[script]
+    code, replot, _, after = redrawn[script]
+    assert code == 0
     assert replot.split("wrote")[0] == stdout.split("wrote")[0]
-    assert png.exists()
+    assert f"{SCRIPTS[script].FIGURE.name}.png" in after
 
 
 def test_same_seed_same_csv_other_seed_other_csv(tmp_path):
@@ -155,7 +141,7 @@ def test_bad_input_exits_2_with_one_line(script, argv, message, tmp_path, capsys
 def test_bad_sweep_bounds_exit_2(script, argv, message, tmp_path, capsys):
     assert run(script, *argv, "--out", tmp_path) == 2
     err = capsys.readouterr().err
-    assert message in err and err.count("\n") == 1
+    assert message in err and err.count("\n") == 1 and "Traceback" not in err
 
 
 def test_unwritable_out_exits_2(tmp_path, capsys):
@@ -181,15 +167,15 @@ def test_quick_run_on_cuda(script, tmp_path):
 
 
 def test_scripts_run_as_commands(tmp_path):
-    """The real entry points: --help works, bad input gives one line and status 2, no traceback."""
+    """The real entry points: --help works; bad input gives one line and status 2, no traceback, nothing
+    written (which values are bad, a nan among them, is checked in process: test_bad_input_exits_2_with_one_line,
+    test_bad_sweep_bounds_exit_2)."""
     help_ = subprocess.run([sys.executable, "eval_bool.py", "--help"], cwd=ROOT, capture_output=True, text=True)
     assert help_.returncode == 0 and "(default: 50)" in help_.stdout
-    bad = subprocess.run([sys.executable, "eval_cnn.py", "--rounds", "0", "--out", str(tmp_path)], cwd=ROOT,
+    bad = subprocess.run([sys.executable, "eval_cnn.py", "--rounds", "0", "--out", str(tmp_path / "out")], cwd=ROOT,
                          capture_output=True, text=True)
-    assert bad.returncode == 2 and bad.stderr.strip() == "eval_cnn.py: error: --rounds must be a positive integer, got 0"
-    strict = subprocess.run([sys.executable, "eval_cnn.py", "--temperature", "nan", "--out", str(tmp_path)], cwd=ROOT,
-                            capture_output=True, text=True)
-    assert strict.returncode == 2 and strict.stderr.count("\n") == 1 and "Traceback" not in strict.stderr
+    assert bad.returncode == 2 and bad.stderr == "eval_cnn.py: error: --rounds must be a positive integer, got 0\n"
+    assert bad.stdout == "" and not list(tmp_path.iterdir())
 
 
 # ----------------------------------------------------------------------------- CSV reading

@@ -20,7 +20,7 @@ def test_quick_run_on_cuda(script, tmp_path, capsys):
     assert cli.main(module.arguments(), module.jobs, ["--quick", "--device", "cuda", "--out", str(tmp_path)]) == 0
     records = list(tmp_path.glob("*.json"))
     assert records and all(json.loads(p.read_text())["device_used"].startswith("cuda") for p in records)
-    capsys.readouterr()
+    assert "wrote " in capsys.readouterr().out
 
 
 @pytest.mark.parametrize("templates,batch", [

@@ -17,7 +17,6 @@ import pytest
 import bench
 import cli
 import eval_cnn
-import eval_cnn
 import report
 
 ROOT = Path(__file__).resolve().parents[1]

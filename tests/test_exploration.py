@@ -142,11 +142,27 @@ def test_tuning_never_sees_a_validation_set(monkeypatch):
     assert chosen and rows
 
 
-def test_the_rates_do_not_depend_on_the_reported_rounds(monkeypatch):
+@pytest.fixture(scope="module")
+def honest_tiny():
+    """One tiny bool run through the API (seed 0), every call of eval_bool.train recorded: (rounds, trained
+    parameters of each template, lr, momentum). Shared by the tests below that read an honest run."""
+    calls = []
+    real = eval_bool.train
+
+    def train(s, gen, templates, bar, lr=None, momentum=None):
+        calls.append((s.rounds, [t.trained_params for t in templates], lr, momentum))
+        return real(s, gen, templates, bar, lr, momentum)
+    s, o = tiny(eval_bool)
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setattr(eval_bool, "train", train)
+        rows, record = run(eval_bool, s, o)
+    return s, o, rows, record, calls
+
+
+def test_the_rates_do_not_depend_on_the_reported_rounds(monkeypatch, honest_tiny):
     """Score every validation set upside down: the chosen rates and the tuning rows must not change, the
     reported scores must."""
-    s, o = tiny(eval_bool)
-    honest, record = run(eval_bool, s, o)
+    s, o, honest, record, _ = honest_tiny
     real = eval_bool.validation
 
     def upside_down(*a, **k):
@@ -160,14 +176,9 @@ def test_the_rates_do_not_depend_on_the_reported_rounds(monkeypatch):
     assert len({c["lr"] for c in record["chosen"]["20"].values()}) > 1, "a choice must be made"
 
 
-def test_width_and_restarts_train_in_one_stack_each_at_its_own_rate(monkeypatch):
+def test_width_and_restarts_train_in_one_stack_each_at_its_own_rate(honest_tiny):
     """The reported wide networks and restarts are one stack with one learning rate and momentum per group."""
-    calls = []
-    real = eval_bool.train
-    monkeypatch.setattr(eval_bool, "train", lambda s, gen, templates, bar, lr=None, momentum=None: calls.append(
-        (s.rounds, [t.trained_params for t in templates], lr, momentum)) or real(s, gen, templates, bar, lr, momentum))
-    s, o = tiny(eval_bool)
-    _, record = run(eval_bool, s, o)
+    s, o, _, record, calls = honest_tiny
     reported = [c for c in calls if c[0] == s.rounds]
     mixed = [c for c in reported if {4 * 3 + 1, 9} <= set(c[1])]          # Naive(3) and Naive(2) candidates
     assert mixed, "width and restarts must share a stack"
@@ -235,15 +246,23 @@ def test_budgets_three_ways():
 
 # ----------------------------------------------------------------------------- one quick run per experiment
 
+# --quick made smaller still: every arm (width, best of k, the HyperNetwork and its latents), both lengths, the
+# selection-noise sizes and the tuning grid are all there, on fewer rounds and candidates.
+QUICK = ["--quick", "--rounds", 4, "--steps", 20, "--tuning-rounds", 2, "--restarts", 2, "--samples", 2,
+         "--long-rounds", 2, "--long-tuning-rounds", 2, "--selection", 50, "--selection-growth", 2]
+
+
 @pytest.fixture(scope="module", params=["cnn", "bool"])
 def quick(request, tmp_path_factory):
+    """One quick run of each experiment (files and what it printed), and the settings and study settings its
+    flags give (x, s, o)."""
     out = tmp_path_factory.mktemp(f"exploration_{request.param}")
+    argv = [*QUICK, "--experiment", request.param]
     printed = io.StringIO()
     with redirect_stdout(printed):
-        assert main("--quick", "--experiment", request.param, "--out", out, "--device", "cpu") == 0
-    x = X.SCRIPTS[request.param]
-    s, o = x.PROTOCOL.quick(), X.OWN[x.NAME].quick()
-    return x, s, o, out, printed.getvalue()
+        assert main(*argv, "--out", out, "--device", "cpu") == 0
+    job, = X.jobs(X.arguments().parse_args([str(a) for a in argv]))
+    return X.SCRIPTS[request.param], job.settings, job.study, out, printed.getvalue()
 
 
 def read(quick, which=""):
@@ -260,7 +279,9 @@ def test_quick_run_writes_declared_columns_and_records_its_choices(quick):
         with open(out / f"exploration_{stem}{x.NAME}.csv") as f:
             assert tuple(next(csv.reader(f))) == report.COLUMNS + tuple(c.name for c in X.COLUMNS)
     recorded = json.loads((out / f"exploration_{x.NAME}.json").read_text())
-    assert recorded["quick"] is True and recorded["settings"]["study"]["restarts"] == 3
+    assert recorded["quick"] is True and recorded["settings"]["study"] == dataclasses.asdict(o)
+    plain_quick, = X.jobs(X.arguments().parse_args(["--quick", "--experiment", x.NAME]))
+    assert o.restarts == 2 and plain_quick.study.restarts == 3                  # what --quick alone caps it at
     rows = read(quick)
     for r in rows:
         if X.key(r, "rates") == X.TUNED:
@@ -338,13 +359,14 @@ def test_printed_comparisons(quick):
     assert f"{s.steps} steps, tuned rates:" in printed and f"{s.steps} steps, protocol rates:" in printed
     assert f"Naive({top}) - best of {o.restarts} Naive({small}): mean" in printed
     assert f"HyperNetwork, best of {o.samples} sampled latents - HyperNetwork, z = 0: mean" in printed
-    assert "budget a/b: trained parameters" in printed and "independent tries 1 - (1 - p)^3" in printed
+    assert "budget a/b: trained parameters" in printed
+    assert f"independent tries 1 - (1 - p)^{o.restarts} from one Naive({small})" in printed
     assert "oracle - chosen" in printed and "rates by criterion on the tuning rounds" in printed
 
 
 def test_plot_only_redraws(quick):
     x, _, _, out, _ = quick
-    assert main("--plot-only", "--quick", "--experiment", x.NAME, "--out", out) == 0
+    assert main(*QUICK, "--plot-only", "--experiment", x.NAME, "--out", out) == 0
 
 
 # ----------------------------------------------------------------------------- flags

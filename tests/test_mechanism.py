@@ -31,11 +31,14 @@ def run_study(argv: list[str]) -> tuple[int, str, str]:
     return code, out.getvalue(), err.getvalue()
 
 
+QUICK = ["--quick", "--rounds", "4", "--steps", "30"]
+
+
 @pytest.fixture(scope="module")
 def quick(tmp_path_factory):
     """One quick run of each experiment, shared by every test that reads its files or its notes."""
     folder = tmp_path_factory.mktemp("mechanism")
-    code, printed, err = run_study(["--quick", "--out", str(folder)])
+    code, printed, err = run_study([*QUICK, "--out", str(folder)])
     assert code == 0, err
     return folder, printed
 
@@ -179,7 +182,7 @@ def test_quick_run_files_notes_and_replot(quick):
     for name in M.EXPERIMENTS:
         assert (folder / f"mechanism_{name}.png").stat().st_size > 10_000
         assert {r.model for r in rows_of(folder, name)} == set(M.figure(M.EXPERIMENTS[name]).models)
-    code, _, err = run_study(["--quick", "--plot-only", "--out", str(folder)])
+    code, _, err = run_study([*QUICK, "--plot-only", "--out", str(folder)])
     assert code == 0, err
 
 
@@ -202,11 +205,11 @@ def test_measurements_are_declared_columns_and_scores_are_networks_scores(quick)
 def test_every_trained_row_carries_its_real_divergence(quick, tmp_path):
     folder, _ = quick
     assert not any(r.diverged for name in M.EXPERIMENTS for r in rows_of(folder, name))
-    code, printed, err = run_study(["--quick", "--lr", "1e30", "--experiment", "cnn", "--out", str(tmp_path)])
+    code, printed, err = run_study([*QUICK, "--lr", "1e30", "--experiment", "cnn", "--out", str(tmp_path)])
     assert code == 0, err
     rows = rows_of(tmp_path, eval_cnn.NAME)
     assert all(r.diverged for r in rows) and {r.model for r in rows} == set(M.figure(eval_cnn).models)
-    assert "wide network 3: 10 of 10 rounds diverged" in printed
+    assert "wide network 3: 4 of 4 rounds diverged" in printed
 
 
 @pytest.mark.parametrize("edit, message", [
@@ -222,5 +225,5 @@ def test_plot_only_refuses_a_csv_whose_declared_columns_are_missing_or_retyped(q
     header, *lines = path.read_text().splitlines()
     edited = [edit(header, line) for line in lines]
     path.write_text("\n".join([edited[0][0], *(line for _, line in edited)]) + "\n")
-    code, _, err = run_study(["--quick", "--plot-only", "--experiment", "cnn", "--out", str(tmp_path)])
+    code, _, err = run_study([*QUICK, "--plot-only", "--experiment", "cnn", "--out", str(tmp_path)])
     assert code == 2 and message in err and err.count("\n") == 1

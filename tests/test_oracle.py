@@ -139,17 +139,23 @@ def test_every_optimizer_matches_plain_loop_on_cnn(opt):
 
 
 def test_rounds_with_uneven_lengths_stay_frozen_after_their_last_step():
-    gen = torch.Generator().manual_seed(0)
-    stack = engine.init_stack([NaiveBoolNet(3)], 4, gen)
-    batches = [data.and_points((4, 16), gen) for _ in range(6)]
-    before = {k: v.clone() for k, v in stack.params.items()}
-    lengths = torch.tensor([0, 2, 6, 6])
-    engine.train(stack, lambda s: ((batches[s][0],), batches[s][1]), 6, engine.make_optimizer("adam", 0.05, 0.0),
-                 lengths=lengths)
-    for k, v in stack.params.items():
+    """Lengths 0, 2, 6, 6: round 0 never moves; round 1 ends where two steps alone leave it (frozen after its
+    last step while the others train on); rounds 2 and 3 train all six."""
+    def trained(steps, lengths):
+        gen = torch.Generator().manual_seed(0)
+        stack = engine.init_stack([NaiveBoolNet(3)], 4, gen)
+        before = {k: v.clone() for k, v in stack.params.items()}
+        batches = [data.and_points((4, 16), gen) for _ in range(6)]
+        engine.train(stack, lambda s: ((batches[s][0],), batches[s][1]), steps, engine.make_optimizer("adam", 0.05, 0.0),
+                     lengths=lengths)
+        return before, stack.params
+    before, params = trained(6, torch.tensor([0, 2, 6, 6]))
+    _, two_steps = trained(2, torch.tensor([2, 2, 2, 2]))
+    for k, v in params.items():
         assert torch.equal(v[0], before[k][0]), "a round of length 0 must not move"
-        assert not torch.equal(v[2], before[k][2])
-
+        assert torch.equal(v[1], two_steps[k][1]), "a round of length 2 must stop after its second step"
+        assert not torch.equal(v[1], before[k][1]) and not torch.equal(v[2], before[k][2])
+        assert not torch.equal(v[2], two_steps[k][2]), "a round of length 6 trains on"
 
 
 @pytest.mark.parametrize("name", ["sgd", "adam", "rmsprop", "adagrad"])

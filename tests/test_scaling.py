@@ -42,12 +42,12 @@ def test_the_protocol_pattern_is_the_default_and_starts_at_0_to_59():
     assert all(torch.equal(u, v) for u, v in zip(a, b))
 
 
-def test_the_default_pattern_reproduces_the_faithful_run(tmp_path):
-    argv = ["--quick", "--rounds", 3, "--steps", 20]
-    assert cli.main(eval_cnn.arguments(), eval_cnn.jobs, [str(a) for a in [*argv, "--out", tmp_path / "a"]]) == 0
-    assert cli.main(eval_cnn.arguments(), eval_cnn.jobs, [str(a) for a in [*argv, "--pattern", "1101", "--seq-len", 64,
-                                                                         "--out", tmp_path / "b"]]) == 0
-    assert (tmp_path / "a" / "cnn_experiment.csv").read_bytes() == (tmp_path / "b" / "cnn_experiment.csv").read_bytes()
+def test_the_default_pattern_reproduces_the_faithful_run(quick_runs, tmp_path):
+    """The protocol's pattern given as flags writes the CSV of the faithful quick run (conftest's, no flags)."""
+    folder, *_ = quick_runs["cnn"]
+    argv = ["--quick", "--pattern", "1101", "--seq-len", 64, "--out", tmp_path, "--device", "cpu"]
+    assert cli.main(eval_cnn.arguments(), eval_cnn.jobs, [str(a) for a in argv]) == 0
+    assert (tmp_path / "cnn_experiment.csv").read_bytes() == (folder / "cnn_experiment.csv").read_bytes()
 
 
 @pytest.mark.parametrize("text", PATTERNS)
@@ -247,22 +247,24 @@ def test_bad_flags_exit_2_with_one_line_naming_only_this_scripts_flags(argv, mes
 
 # ----------------------------------------------------------------------------- one quick run
 
+QUICK = ["--quick", "--rounds", "4", "--steps", "30", "--max-length", "4"]   # one pattern of each family
+
+
 @pytest.fixture(scope="module")
 def quick_run(tmp_path_factory):
     out = tmp_path_factory.mktemp("scaling")
-    argv = ["--quick", "--rounds", "6", "--steps", "30", "--out", str(out)]
-    assert cli.main(S.arguments(), S.jobs, argv) == 0
+    assert cli.main(S.arguments(), S.jobs, [*QUICK, "--out", str(out)]) == 0
     return out
 
 
 def test_quick_run_writes_declared_columns_and_records_only_what_it_trains(quick_run):
     rows = report.read_csv(quick_run / "scaling_cnn.csv", S.FIGURE.models, S.FIGURE.columns)
-    trained = ["1001", "10001", "1101", "10101", "1100", "11000"]
+    trained = ["1001", "1101", "1100"]                                    # inside, three, tail
     assert {r.model for r in rows} == {"Naive"} and {r.sweep for r in rows} == {1, 2}
     assert sorted({r.get("pattern") for r in rows}) == sorted(trained) and {r.get("steps") for r in rows} == {30, 120}
-    assert {r.params for r in rows if r.sweep == 2 and r.get("pattern") == "10001"} == {2 * 5 + 3}
+    assert {r.params for r in rows if r.sweep == 2 and r.get("pattern") == "1001"} == {2 * 4 + 3}
     assert all(0 <= r.get("distinct") <= r.get("detectors") <= r.sweep for r in rows)
-    assert len(rows) == len(trained) * 2 * 2 * 6
+    assert len(rows) == len(trained) * 2 * 2 * 4
     settings = json.loads((quick_run / "scaling_cnn.json").read_text())["settings"]
     assert settings["pattern"] == trained and settings["steps"] == [30, 120] and settings["filters"] == [1, 2]
     assert settings["study"]["family"] == "inside,three,tail"
@@ -270,29 +272,50 @@ def test_quick_run_writes_declared_columns_and_records_only_what_it_trains(quick
 
 
 def test_quick_run_replots_from_its_csv(quick_run, capsys):
-    assert cli.main(S.arguments(), S.jobs, ["--quick", "--rounds", "6", "--steps", "30", "--plot-only",
-                                            "--out", str(quick_run)]) == 0
+    assert cli.main(S.arguments(), S.jobs, [*QUICK, "--plot-only", "--out", str(quick_run)]) == 0
     printed = capsys.readouterr().out
     assert "n50 at 30 steps" in printed and "n50 at 120 steps" in printed and "| inside | `1001` |" in printed
 
 
 # ----------------------------------------------------------------------------- bounded training data
 
+def points_drawn(monkeypatch) -> list[torch.Tensor]:
+    """Spy: every tensor of points data.and_points draws from now on, in order."""
+    drawn, real = [], data.and_points
+    monkeypatch.setattr(data, "and_points", lambda shape, gen: (lambda xy: drawn.append(xy[0]) or xy)(real(shape, gen)))
+    return drawn
+
+
+def one_round_of_inputs(steps: int) -> int:
+    """Bytes of the points of one round's training data of `steps` steps, as eval_bool draws them."""
+    with pytest.MonkeyPatch.context() as mp:
+        drawn = points_drawn(mp)
+        eval_bool.training_data(1, steps, torch.Generator().manual_seed(0))
+    return sum(x.numel() * x.element_size() for x in drawn)
+
+
 def test_training_data_is_drawn_in_bounded_blocks(monkeypatch):
-    sizes = []
-    real = eval_bool.training_data
-    monkeypatch.setattr(eval_bool, "training_data", lambda rounds, steps, gen: sizes.append(rounds) or real(rounds, steps, gen))
-    monkeypatch.setattr(eval_bool, "DATA_BLOCK_BYTES", 40 * 16 * 2 * 4 * 7)      # 7 rounds of 40 steps
+    """A budget of 7 rounds' inputs: 15 rounds (5 rounds of 3 widths) are drawn as blocks of 7, 7 and 1 rounds,
+    each within the budget."""
+    budget = 7 * one_round_of_inputs(40)
+    monkeypatch.setattr(eval_bool, "DATA_BLOCK_BYTES", budget)
+    drawn = points_drawn(monkeypatch)
     s = dataclasses.replace(eval_bool.PROTOCOL, rounds=5, steps=40, max_width=3)
     with report.bar(s.steps, "test") as bar:
         eval_bool.train(s, torch.Generator().manual_seed(0), [eval_bool.model(s, "Naive", w) for w in s.sizes()], bar)
-    assert eval_bool.block_rounds(40) == 7 and sizes == [7, 7, 1]
+    assert [x.shape[:2] for x in drawn] == [(40, 7), (40, 7), (40, 1)]              # (steps, rounds) of each block
+    assert [x.numel() * x.element_size() for x in drawn][0] == budget
 
 
-def test_a_block_never_exceeds_its_budget_and_the_protocol_fits_one():
+def test_a_block_is_as_many_rounds_as_fit_its_budget_and_the_protocol_fits_one():
+    """block_rounds(steps): the most rounds whose inputs fit DATA_BLOCK_BYTES, at least one; the protocol's whole
+    stack is one block (drawn at once, as the committed results were)."""
+    step = one_round_of_inputs(1)                        # a round's inputs: one batch of points per step
     for steps in (1, 10, 500, 2000, 10 ** 6):
         rounds = eval_bool.block_rounds(steps)
-        assert rounds >= 1 and (rounds == 1 or rounds * steps * eval_bool.BATCH * 2 * 4 <= eval_bool.DATA_BLOCK_BYTES)
+        assert rounds >= 1 and (rounds == 1 or rounds * steps * step <= eval_bool.DATA_BLOCK_BYTES), steps
+        assert (rounds + 1) * steps * step > eval_bool.DATA_BLOCK_BYTES, f"at {steps} steps one more round fits"
+    assert one_round_of_inputs(500) == 500 * step
     protocol = eval_bool.PROTOCOL
     assert eval_bool.block_rounds(protocol.steps) >= protocol.rounds * len(protocol.sizes()), \
         "the protocol's stack must be drawn at once, as the committed results were"

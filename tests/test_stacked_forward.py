@@ -69,9 +69,25 @@ def test_stacked_forward_matches_vmap_of_forward(family, shared, mode):
 
 
 def test_the_groups_of_a_stack_are_padded():
-    """The families above do put networks of different sizes into one padded stack."""
-    stack = engine.init_stack([NaiveCNN(1), NaiveCNN(5)], 2, torch.Generator().manual_seed(0))
-    assert stack.params["conv.weight"].shape == (4, 5, 1, 4) and stack.masks["conv.weight"][:2, 1:].sum() == 0
+    """The families above do put networks of different sizes into one padded stack: every stack the test above
+    builds (engine.init_stack, as it does) that holds templates of different sizes has entries beyond some
+    group's own shapes, never trained and zero; each group trains exactly its own network's parameters."""
+    padded, different = set(), set()
+    for family, (make, _) in FAMILIES.items():
+        templates = make()
+        stack = engine.init_stack(templates, ROUNDS, torch.Generator().manual_seed(0))
+        if len({sum(p.numel() for p in t.parameters()) for t in templates}) > 1:
+            different.add(family)
+        for g in stack.groups:
+            own = dict(g.template.named_parameters())
+            for name, mask in stack.masks.items():
+                inside = torch.zeros_like(mask[g.start:g.stop], dtype=torch.bool)
+                inside[(slice(None), *(slice(0, n) for n in own[name].shape))] = True
+                assert not mask[g.start:g.stop][~inside].any() and not stack.params[name][g.start:g.stop][~inside].any()
+                assert mask[g.start:g.stop][inside].eq(float(own[name].requires_grad)).all(), (family, name)
+                if (~inside).any():
+                    padded.add(family)
+    assert different and padded == different
 
 
 def test_init_stack_refuses_templates_with_other_settings():
@@ -82,7 +98,9 @@ def test_init_stack_refuses_templates_with_other_settings():
         engine.init_stack([NaiveBoolNet(2, activation="softplus"), NaiveBoolNet(2)], 2, gen)
     with pytest.raises(ValueError, match="one class"):
         engine.init_stack([NaiveBoolNet(2), HyperBoolNet()], 2, gen)
-    engine.init_stack([NaiveCNN(2), NaiveCNN(3, frozen_conv=True)], 2, gen)      # frozen is a mask, not a setting
+    mixed = engine.init_stack([NaiveCNN(2), NaiveCNN(3, frozen_conv=True)], 2, gen)    # frozen is a mask, not a setting
+    conv = mixed.masks["conv.weight"]
+    assert len(mixed.groups) == 2 and conv[:2, :2].all() and not conv[2:].any()
 
 
 @pytest.mark.parametrize("filters", [1, 3, 7])

@@ -18,7 +18,9 @@ import report
 import tuning
 from models import NaiveBoolNet, NaiveCNN
 
-QUICK = ["--quick", "--steps", 20, "--rounds", 6, "--tuning-rounds", 3, "--lengths", "1,2"]
+# --quick made smaller still: every variant and the reference, two sweep points and two lengths, on few rounds
+QUICK = ["--quick", "--steps", 20, "--rounds", 3, "--tuning-rounds", 2, "--lengths", "1,2", "--points", 2,
+         "--selection", 100]
 
 
 def main(*argv):
@@ -144,11 +146,19 @@ def tiny_run(base, study, seed=0):
     return job, job.run(torch.Generator().manual_seed(seed))
 
 
-def test_the_choice_follows_the_criterion_the_comparison_reports():
+@pytest.fixture(scope="module")
+def honest():
+    """The tiny bool study (seed 0, chosen by the solved share), run once through the API and shared: its
+    settings, its job (what it recorded) and its rows."""
+    base, study = tiny(criterion="solved")
+    return (base, study, *tiny_run(base, study))
+
+
+def test_the_choice_follows_the_criterion_the_comparison_reports(honest):
     """The same grid rounds (same seed) chosen by solved share and by mean score: some arm's choice moves,
     and each is the best of the grid rows by its own criterion."""
-    base, by_solved = tiny(criterion="solved")
-    jobs = {c: tiny_run(base, dataclasses.replace(by_solved, criterion=c)) for c in ("solved", "mean")}
+    base, by_solved, *by_solved_run = honest
+    jobs = {"solved": by_solved_run, "mean": tiny_run(base, dataclasses.replace(by_solved, criterion="mean"))}
     grids = {c: rows["tuning_bool"] for c, (_, rows) in jobs.items()}
     assert grids["solved"] == grids["mean"]
     chosen = {c: job.record["chosen"][40] for c, (job, _) in jobs.items()}
@@ -159,11 +169,11 @@ def test_the_choice_follows_the_criterion_the_comparison_reports():
                {(m, n): (x.lr, x.momentum) for (m, n, _), x in again.items()}
 
 
-def test_scores_that_could_not_move_a_choice_do_not_and_those_that_could_do(monkeypatch):
+def test_scores_that_could_not_move_a_choice_do_not_and_those_that_could_do(monkeypatch, honest):
     """Validation scored upside down (what is reported): no choice moves, the reported scores do. Selection
     upside down (what chooses): choices move. A choice that looked at the reported rounds would fail this."""
-    base, study = tiny()
-    honest_job, honest = tiny_run(base, study)
+    base, study, honest_job, honest = honest
+    assert study == tiny()[1], "the study's default criterion"
 
     def upside_down(kind):
         real = getattr(eval_bool, kind)
@@ -220,9 +230,10 @@ def test_the_study_flags_reach_every_variant_and_the_files_say_so(run):
     for script in A.SCRIPTS:
         grid, rows, recorded = files(out, script)
         settings = recorded["settings"]
-        assert all(v["steps"] == 20 and v["rounds"] == 6 for v in settings["variants"].values())
-        assert settings["study"]["tuning_rounds"] == 3 and settings["study"]["lengths"] == "1,2"
-        assert {r.get("steps") for r in grid} == {20, 40} and len({r.round for r in grid}) == 3
+        assert all(v["steps"] == 20 and v["rounds"] == 3 for v in settings["variants"].values())
+        assert settings["study"]["tuning_rounds"] == 2 and settings["study"]["lengths"] == "1,2"
+        assert settings["study"]["points"] == 2 and settings["study"]["selection"] == 100
+        assert {r.get("steps") for r in grid} == {20, 40} and len({r.round for r in grid}) == 2
         assert settings["variants"]["Adam"]["optimizer"] == "adam"
         for name, changes in script.SURROGATES.items():
             assert all(settings["variants"][name][k] == v for k, v in changes.items())
