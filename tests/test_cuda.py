@@ -34,7 +34,7 @@ def test_the_engine_on_cuda_ends_where_it_ends_on_the_cpu(templates, batch):
         stack = engine.init_stack(templates(), 4, torch.Generator("cpu").manual_seed(1))
         stack = engine.Stack({k: v.to(device) for k, v in stack.params.items()},
                              {k: v.to(device) for k, v in stack.masks.items()}, stack.groups)
-        batches = [batch(torch.Generator("cpu").manual_seed(s), stack.rounds) for s in range(30)]
+        batches = [batch(torch.Generator("cpu").manual_seed(s), stack.networks) for s in range(30)]
         engine.train(stack, lambda s: ((batches[s][0].to(device),), batches[s][1].to(device)), 30,
                      engine.make_optimizer("sgd", 0.1, 0.5))
         stacks[device] = stack

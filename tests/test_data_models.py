@@ -161,7 +161,7 @@ def test_engine_evaluation_matches_module_forward_and_chunks_do_not_matter():
     whole, _ = engine.evaluate(stack, lambda a, b: ((x,), y), engine.accuracy, shared=True, chunk=64)
     small, _ = engine.evaluate(stack, lambda a, b: ((x,), y), engine.accuracy, shared=True, chunk=2)
     assert torch.equal(whole, small)
-    for r in range(stack.rounds):
+    for r in range(stack.networks):
         m = stack.module(r).eval()
         assert whole[r].item() == pytest.approx(engine.accuracy(m(x)[:, 0][None], y).item())
 

@@ -214,7 +214,7 @@ def test_generated_networks_at_z0_score_as_the_hypernetwork_at_z0():
         stack = eval_cnn.train(s, gen, [eval_cnn.model(s, "HyperNetwork", 1)], bar)
     scorer = eval_cnn.validation(s, gen, cycle=6)
     out = X.generated(stack, 3, gen)
-    assert len(out.groups) == 4 and out.rounds == 24
+    assert len(out.groups) == 4 and out.networks == 24
     torch.testing.assert_close(X.scored(out, scorer)[0][:, 0], scorer(stack)[0])
 
 
@@ -276,8 +276,9 @@ def test_quick_run_writes_declared_columns_and_records_its_choices(quick):
     for stem in ("", "selection_", "tuning_"):
         png = (out / f"exploration_{stem}{x.NAME}.png").read_bytes()
         assert png[:8] == b"\x89PNG\r\n\x1a\n" and len(png) > 10_000
+        tests = x.TEST_COLUMNS if stem == "" else ()           # every reported network is measured on the test set
         with open(out / f"exploration_{stem}{x.NAME}.csv") as f:
-            assert tuple(next(csv.reader(f))) == report.COLUMNS + tuple(c.name for c in X.COLUMNS)
+            assert tuple(next(csv.reader(f))) == report.COLUMNS + tuple(c.name for c in (*X.COLUMNS, *tests))
     recorded = json.loads((out / f"exploration_{x.NAME}.json").read_text())
     assert recorded["quick"] is True and recorded["settings"]["study"] == dataclasses.asdict(o)
     plain_quick, = X.jobs(X.arguments().parse_args(["--quick", "--experiment", x.NAME]))

@@ -49,9 +49,9 @@ def check_against_plain(templates, batches, active, opt=("sgd", 0.1, 0.5)):
     """Train a stack of `templates` (ROUNDS each) with the engine and every round alone; compare."""
     gen = torch.Generator().manual_seed(1)
     stack = engine.init_stack(templates, ROUNDS, gen)
-    alone = [stack.module(r) for r in range(stack.rounds)]
+    alone = [stack.module(r) for r in range(stack.networks)]
     lengths, order = data.drop_skipped(active)
-    each = torch.arange(stack.rounds)
+    each = torch.arange(stack.networks)
     xs, ys, zs = (torch.stack(t) for t in zip(*batches))
     batch = lambda s: (training_inputs(templates[0], xs[order[s], each], zs[order[s], each]), ys[order[s], each])
     engine.train(stack, batch, len(batches), engine.make_optimizer(*opt), lengths=lengths)
@@ -209,8 +209,8 @@ def test_a_stack_trained_in_blocks_of_rounds_matches_plain_loops():
     templates = [NaiveBoolNet(2), NaiveBoolNet(3)]
     gen = torch.Generator().manual_seed(1)
     stack = engine.init_stack(templates, ROUNDS, gen)
-    alone = [stack.module(r) for r in range(stack.rounds)]
-    batches, active = bool_batches(stack.rounds, 3 * STEPS, seed=9)
+    alone = [stack.module(r) for r in range(stack.networks)]
+    batches, active = bool_batches(stack.networks, 3 * STEPS, seed=9)
     lengths, order = data.drop_skipped(active)
     xs, ys = (torch.stack(t) for t in list(zip(*batches))[:2])
     lr = torch.tensor([0.03, 0.1, 0.3, 1.0, 0.3, 0.1])

@@ -164,7 +164,8 @@ def law_rows(p: float, rounds: int, counts, seed: int = 0, shrink: float = 1.0) 
         for r in range(rounds):
             tries = rng.random(n) < np.r_[p, np.full(n - 1, p * shrink)]
             rows.append(report.Row("Naive", n, 5 * n + 1, r, float(tries.any()), False,
-                                   (("pattern", "101"), ("steps", 100), ("test_error", 0.0), ("missed_starts", ""),
+                                   (("pattern", "101"), ("steps", 100), ("rates", S.TUNED), ("lr", 0.1),
+                                    ("test_error", 0.0), ("missed_starts", ""),
                                     ("detectors", int(tries.sum())), ("distinct", int(tries.any())))))
     return rows
 
@@ -264,7 +265,10 @@ def test_quick_run_writes_declared_columns_and_records_only_what_it_trains(quick
     assert sorted({r.get("pattern") for r in rows}) == sorted(trained) and {r.get("steps") for r in rows} == {30, 120}
     assert {r.params for r in rows if r.sweep == 2 and r.get("pattern") == "1001"} == {2 * 4 + 3}
     assert all(0 <= r.get("distinct") <= r.get("detectors") <= r.sweep for r in rows)
-    assert len(rows) == len(trained) * 2 * 2 * 4
+    tuned = [r for r in rows if r.get("rates") == S.TUNED]
+    assert len(tuned) == len(trained) * 2 * 2 * 4                          # patterns x counts x budgets x rounds
+    protocol = [r for r in rows if r.get("rates") == S.PROTOCOL_RATE]      # the protocol's rate, at its budget
+    assert len(protocol) == len(trained) * 2 * 4 and {(r.get("steps"), r.get("lr")) for r in protocol} == {(30, 0.1)}
     settings = json.loads((quick_run / "scaling_cnn.json").read_text())["settings"]
     assert settings["pattern"] == trained and settings["steps"] == [30, 120] and settings["filters"] == [1, 2]
     assert settings["study"]["family"] == "inside,three,tail"
@@ -274,7 +278,8 @@ def test_quick_run_writes_declared_columns_and_records_only_what_it_trains(quick
 def test_quick_run_replots_from_its_csv(quick_run, capsys):
     assert cli.main(S.arguments(), S.jobs, [*QUICK, "--plot-only", "--out", str(quick_run)]) == 0
     printed = capsys.readouterr().out
-    assert "n50 at 30 steps" in printed and "n50 at 120 steps" in printed and "| inside | `1001` |" in printed
+    assert "n50 at 30 steps, protocol rates" in printed and "n50 at 120 steps, tuned rates" in printed
+    assert "| inside | `1001` |" in printed
 
 
 # ----------------------------------------------------------------------------- bounded training data

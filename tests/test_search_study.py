@@ -118,7 +118,7 @@ def test_the_choice_never_looks_at_the_validation_set(monkeypatch, honest):
         scorer = real(s, gen, cycle)
 
         def score(stack):
-            seen.append(stack.rounds)
+            seen.append(stack.networks)
             scores, diverged = scorer(stack)
             return 1 - scores, diverged
         return score

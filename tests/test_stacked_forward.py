@@ -46,8 +46,8 @@ def test_stacked_forward_matches_vmap_of_forward(family, shared, mode):
     stack = engine.init_stack(templates, ROUNDS, gen)
     for t in templates:
         t.train(mode == "train")
-    x = draw(() if shared else (stack.rounds,), gen)
-    z = data.latents((stack.rounds,), gen)
+    x = draw(() if shared else (stack.networks,), gen)
+    z = data.latents((stack.networks,), gen)
     inputs = training_inputs(templates[0], x, z) if mode == "train" else (x,)
 
     fast_params = {k: v.clone().requires_grad_() for k, v in stack.params.items()}
@@ -56,7 +56,7 @@ def test_stacked_forward_matches_vmap_of_forward(family, shared, mode):
     ref = torch.cat([engine.vmap_forward(g, stack.group_params(g, params=ref_params),
                                          tuple(i if shared and n == 0 else i[g.start:g.stop] for n, i in enumerate(inputs)),
                                          shared=shared) for g in stack.groups])
-    assert fast.shape == ref.shape == (stack.rounds, BATCH)
+    assert fast.shape == ref.shape == (stack.networks, BATCH)
     torch.testing.assert_close(fast, ref, rtol=1e-5, atol=1e-5)
 
     w = torch.randn(fast.shape, generator=gen)

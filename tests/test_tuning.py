@@ -131,7 +131,7 @@ def test_arms_at_different_rates_train_in_one_stack(run):
         assert len(lr) == len(momentum) == len(stack.groups) > 1
         expected = stack.per_round(lr), stack.per_round(momentum)
         assert any(torch.equal(r[0], expected[0]) and torch.equal(r[1], expected[1]) for r in log.rates
-                   if isinstance(r[0], torch.Tensor) and len(r[0]) == stack.rounds)
+                   if isinstance(r[0], torch.Tensor) and len(r[0]) == stack.networks)
         distinct += len(set(zip(lr, momentum))) > 1
     assert distinct, "no stack held arms at different values"
 
