@@ -1,7 +1,9 @@
 """What does a fresh validation set per round cost? Times the evaluation of eval_cnn's networks (Naive and
 RandomConv with 1..7 filters, 500 rounds each: 7000 networks, trained as the protocol says) on one shared
-validation set of 1000 pairs, as eval_cnn scores them, and on a fresh set of 1000 pairs per round
-(data.per_round_validation, its draws included; chunks as interval_coverage.py sizes them).
+validation set of 1000 pairs, as eval_cnn's left panel scores them; on a fresh set of 1000 pairs per round
+that every size of the round meets, as eval_cnn's `own_score` and the studies score them (eval_cnn.validation:
+500 sets, each drawn once, all of a round's filters pooled at once); and on a fresh set for every network
+(7000 sets, as interval_coverage.py draws them). Draws included.
 """
 import argparse
 import sys
@@ -49,8 +51,10 @@ def main(argv: list[str] | None = None) -> int:
     x, y = data.pattern_validation_set(pairs, gen)
     ways = {
         "shared set (eval_cnn)": lambda: engine.evaluate(stack, lambda a, b: ((x,), y), engine.accuracy, shared=True),
-        "own set per round": lambda: coverage.solved(stack, data.per_round_validation(stack.networks, pairs, gen),
-                                                     False, 2 * pairs, x.shape[-1]),
+        "own set per round (eval_cnn.validation)": lambda: eval_cnn.validation(eval_cnn.PROTOCOL, gen,
+                                                                               eval_cnn.PROTOCOL.rounds)(stack),
+        "own set per network": lambda: coverage.solved(stack, data.per_round_validation(stack.networks, pairs, gen),
+                                                       False, 2 * pairs, x.shape[-1]),
         "  of which drawing the sets": lambda: draw_only(stack.networks, pairs, gen, coverage.chunk_for(stack, 2 * pairs, x.shape[-1], False)),
     }
     print(f"| evaluation of {stack.networks} networks | seconds (each of {args.repeats} timings) |\n|---|---|")
