@@ -18,6 +18,7 @@ import bench
 import cli
 import eval_cnn
 import report
+from childio import read_until
 
 ROOT = Path(__file__).resolve().parents[1]
 TINY = ["--quick", "--rounds", "1", "--steps", "1"]
@@ -26,16 +27,6 @@ BENCH_QUICK = ["--quick", "--repeats", "1", "--plain-rounds", "1", "--rounds", "
 
 def interrupted(script: str, signum: int) -> str:
     return f"{script}: interrupted ({signal.Signals(signum).name}); no file was left half-written\n"
-
-
-def read_until(stream, text: bytes) -> None:
-    """Read a child's pipe as it comes until text has come."""
-    seen = b""
-    while text not in seen:
-        chunk = os.read(stream.fileno(), 4096)
-        if not chunk:
-            pytest.fail(f"the pipe ended before {text!r}: {seen!r}")
-        seen += chunk
 
 
 def assert_whole_unit(folder: Path) -> None:

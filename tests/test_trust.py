@@ -20,6 +20,7 @@ import eval_bool
 import eval_cnn
 import eval_exploration
 import report
+from childio import read_until
 
 ROOT = Path(__file__).resolve().parents[1]
 SCRIPTS = {"eval_cnn.py": eval_cnn, "eval_bool.py": eval_bool, "eval_ablations.py": eval_ablations,
@@ -200,16 +201,6 @@ def wait_for_handlers(pid: int, timeout: float = 20.0) -> None:
 def launch(tmp_path, *argv):
     return subprocess.Popen([sys.executable, "eval_cnn.py", *map(str, argv)], cwd=ROOT, stdout=subprocess.PIPE,
                             stderr=subprocess.PIPE, text=True)
-
-
-def read_until(stream, text: bytes) -> None:
-    """Read a child's pipe as it comes until text has come."""
-    seen = b""
-    while text not in seen:
-        chunk = os.read(stream.fileno(), 4096)
-        if not chunk:
-            pytest.fail(f"the pipe ended before {text!r}: {seen!r}")
-        seen += chunk
 
 
 @pytest.mark.parametrize("signum, moment, delay", [
