@@ -35,6 +35,7 @@ import engine
 import eval_bool
 import eval_cnn
 import report
+import search
 import tuning
 
 SCRIPTS = (eval_cnn, eval_bool)
@@ -182,7 +183,7 @@ def job(script: ModuleType, base: cli.Settings, study: Study) -> cli.Job:
             reported += reference(script, base, sizes(script, base, study, 1), gen, bar, test)
         return {f"tuning_{script.NAME}": grid, f"ablation_{script.NAME}": reported}
     return cli.Job(figures(script, base, study), base, PROTOCOLS[script.NAME], run,
-                   notes={f"tuning_{script.NAME}": tuning_notes(study), f"ablation_{script.NAME}": verdicts(base, study)},
+                   notes={f"tuning_{script.NAME}": tuning_notes(study), f"ablation_{script.NAME}": verdicts(script, base, study)},
                    study=study, study_protocol=OWN[script.NAME], record=record)
 
 
@@ -229,18 +230,33 @@ def tuning_notes(study: Study) -> cli.Notes:
     return notes
 
 
-def difference(label: str, a: np.ndarray, b: np.ndarray, solved_at: float) -> str:
-    """One verdict line: a - b (different rounds: unpaired), flagged when the solved-share interval holds 0."""
+def budget(script: ModuleType, base: cli.Settings, size: int, steps: int) -> tuple[int, int, int]:
+    """What one reported network of a sweep point spends: its trained parameters, the multiply-adds of its
+    training (forward and backward, search.py's convention: the same for every optimizer and surrogate) and
+    the training examples it sees. Its tuning costs every arm the same (one grid, the same tuning rounds)."""
+    net = script.model(base, "Naive", size)
+    (x, *_), _ = script.selection(base, torch.Generator().manual_seed(0), 1, 1).data(0, 1)
+    step = search.gradient_step_macs(search.forward_macs(net.eval(), x[0][:1].cpu()), script.BATCH)
+    return net.trained_params, steps * step, steps * script.BATCH
+
+
+def difference(label: str, a: np.ndarray, b: np.ndarray, solved_at: float,
+               budgets: tuple[tuple[int, int, int], tuple[int, int, int]]) -> str:
+    """One verdict line: a - b (different rounds: unpaired), flagged when the solved-share interval holds 0,
+    with the budget of a over that of b."""
     _, low, high = report.difference_ci(a >= solved_at, b >= solved_at, paired=False)
-    return f"  {label}: {report.compare(a, b, False, solved_at)}{'  (interval includes 0)' if low <= 0 <= high else ''}"
+    ratio = [u / v for u, v in zip(*budgets)]
+    return (f"  {label}: {report.compare(a, b, False, solved_at)}{'  (interval includes 0)' if low <= 0 <= high else ''}"
+            f"; budget a/b: trained parameters {ratio[0]:.2f}x, compute {ratio[1]:.2f}x, data {ratio[2]:.2f}x")
 
 
-def verdicts(base: cli.Settings, study: Study) -> cli.Notes:
+def verdicts(script: ModuleType, base: cli.Settings, study: Study) -> cli.Notes:
     """Tuned against tuned, at every length: the widest minus the smallest network of every variant; every
     variant minus tuned SGD at the smallest network; every length minus 1x at the smallest; and, at 1x,
     tuned SGD against the protocol's untuned SGD."""
     def notes(rows: list[report.Row], solved_at: float) -> str:
         scores = report.by_model(rows, series=lambda r: (r.model, r.get("steps")))
+        cost = lambda size, steps: budget(script, base, size, steps)
         tuned = list(dict.fromkeys(r.model for r in rows if r.model != REFERENCE))
         lengths = sorted({r.get("steps") for r in rows if r.model != REFERENCE})
         lines = [f"differences a - b, 95 % bootstrap over rounds (unpaired); every arm at its own rate chosen by the "
@@ -251,25 +267,30 @@ def verdicts(base: cli.Settings, study: Study) -> cli.Notes:
             for v, by_size in at.items():
                 small, wide = min(by_size), max(by_size)
                 if small != wide:
-                    lines.append(difference(f"{v} {wide} - {v} {small}", by_size[wide], by_size[small], solved_at))
+                    lines.append(difference(f"{v} {wide} - {v} {small}", by_size[wide], by_size[small], solved_at,
+                                            (cost(wide, steps), cost(small, steps))))
             for v, by_size in at.items():
                 small = min(by_size)
                 if v != BASELINE and BASELINE in at and small in at[BASELINE]:
-                    lines.append(difference(f"{v} {small} - {BASELINE} {small}", by_size[small], at[BASELINE][small], solved_at))
+                    lines.append(difference(f"{v} {small} - {BASELINE} {small}", by_size[small], at[BASELINE][small],
+                                            solved_at, (cost(small, steps),) * 2))
             for v, by_size in at.items():
                 first, small = scores.get((v, lengths[0]), {}), min(by_size)
                 if steps != lengths[0] and small in first:
                     lines.append(difference(f"{v} {small} at {steps} - at {lengths[0]} steps", by_size[small],
-                                            first[small], solved_at))
+                                            first[small], solved_at, (cost(small, steps), cost(small, lengths[0]))))
         protocol = scores.get((REFERENCE, base.steps), {})
         sgd = scores.get((BASELINE, base.steps), {})
         if protocol and sgd:
             small, wide = min(protocol), max(protocol)
             lines.append(f" the protocol's untuned SGD ({base.steps} steps, lr {base.lr:g}, momentum {base.momentum:g}):")
-            lines.append(difference(f"{REFERENCE} {wide} - {REFERENCE} {small}", protocol[wide], protocol[small], solved_at))
+            at = base.steps
+            lines.append(difference(f"{REFERENCE} {wide} - {REFERENCE} {small}", protocol[wide], protocol[small], solved_at,
+                                    (cost(wide, at), cost(small, at))))
             for n, m in ((small, small), (small, wide), (wide, wide)):
                 if n in sgd:
-                    lines.append(difference(f"tuned {BASELINE} {n} - {REFERENCE} {m}", sgd[n], protocol[m], solved_at))
+                    lines.append(difference(f"tuned {BASELINE} {n} - {REFERENCE} {m}", sgd[n], protocol[m], solved_at,
+                                            (cost(n, at), cost(m, at))))
         return "\n".join(lines)
     return notes
 

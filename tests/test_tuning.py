@@ -328,3 +328,21 @@ def test_an_annealed_arm_tunes_with_each_grid_point_holding_its_own_rounds_progr
         chosen, rows = tuning.tune(eval_bool, arms, 4, 50, "mean", torch.Generator().manual_seed(0), bar, lrs=(0.1, 1.0))
     assert len({id(t) for t in seen[0]}) == len(seen[0]) == 2 * 2 * 3
     assert len(rows) == 2 * 2 * 3 * 4 and set(chosen) == {("softplus annealed", 2), ("softplus annealed", 9)}
+
+
+def test_every_verdict_states_its_budget_three_ways():
+    """Each comparison says trained parameters, training compute (forward and backward multiply-adds, as
+    search.py counts them) and data seen of a over b: width 7 against 1 filter is 6x the parameters, the
+    forward cost's ratio in compute and the same data; a 4x longer run is 4x compute and data."""
+    import search
+    base, study = A.PROTOCOLS["cnn"], A.OWN["cnn"]
+    row = lambda model, n, r, steps: report.Row(model, n, 0, r, float(r % 2), False, (("steps", steps),))
+    rows = [row(m, n, r, st) for m in ("SGD", "Adam") for n in (1, 7) for st in (100, 400) for r in range(6)]
+    rows += [row(A.REFERENCE, n, r, 100) for n in (1, 7) for r in range(6)]
+    text = A.verdicts(eval_cnn, base, study)(rows, 1.0)
+    compute = search.cnn_forward_macs(7) / search.cnn_forward_macs(1)
+    line = lambda label: next(l for l in text.splitlines() if l.strip().startswith(label + ":"))
+    assert line("SGD 7 - SGD 1").endswith(f"budget a/b: trained parameters 6.00x, compute {compute:.2f}x, data 1.00x")
+    assert line("Adam 1 - SGD 1").endswith("trained parameters 1.00x, compute 1.00x, data 1.00x")
+    assert line("SGD 1 at 400 - at 100 steps").endswith("trained parameters 1.00x, compute 4.00x, data 4.00x")
+    assert line(f"tuned SGD 1 - {A.REFERENCE} 7").endswith(f"trained parameters 0.17x, compute {1 / compute:.2f}x, data 1.00x")
