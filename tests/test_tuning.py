@@ -273,9 +273,9 @@ def test_notes_mark_grid_edges_and_count_diverged_rounds():
 
 
 def test_a_verdict_whose_interval_holds_zero_says_so():
-    same = np.array([1.0, 0.0] * 20)
-    assert A.difference("a - b", same, same, 1.0).endswith("(interval includes 0)")
-    assert not A.difference("a - b", np.ones(40), np.zeros(40), 1.0).endswith("(interval includes 0)")
+    same, budget = np.array([1.0, 0.0] * 20), ((6, 10, 2),) * 2
+    assert "(interval includes 0); budget a/b" in A.difference("a - b", same, same, 1.0, budget)
+    assert "(interval includes 0)" not in A.difference("a - b", np.ones(40), np.zeros(40), 1.0, budget)
 
 
 @pytest.mark.parametrize("make, x", [
