@@ -130,11 +130,17 @@ def held(scorer: engine.Scorer, rounds: int) -> engine.Scorer:
     y = parts[0][1] if parts[0][1].dim() == 1 else torch.cat([y for _, y in parts])
     del parts
 
+    last: dict[tuple[int, int], engine.Batch] = {}
+
     def data(start: int, stop: int) -> engine.Batch:
-        first = start % rounds
-        rows = slice(first, first + stop - start) if first + stop - start <= rounds else \
-            torch.arange(start, stop, device=x.device) % rounds
-        return (x[rows],), (y if y.dim() == 1 else y[rows])
+        key = (start % rounds, stop - start)         # the same rounds again: the very same tensors, so that
+        if key not in last:                          # engine.evaluate scores the groups that meet them together
+            first = start % rounds
+            rows = slice(first, first + stop - start) if first + stop - start <= rounds else \
+                torch.arange(start, stop, device=x.device) % rounds
+            last.clear()
+            last[key] = (x[rows],), (y if y.dim() == 1 else y[rows])
+        return last[key]
     return engine.Scorer(data, scorer.metric, scorer.shared)
 
 
@@ -385,19 +391,21 @@ class Filters(Anatomy):
         self.selection = held(eval_cnn.selection(s, gen, own.selection, s.rounds), s.rounds)
         self.kernel = torch.tensor(s.task().kernel, device=gen.device)
 
-    def alone(self, stack: engine.Stack, group: engine.Group, *scorers: engine.Scorer) -> list[Tensor]:
-        """Each filter of a group alone, threshold fitted on each round's selection set: its accuracy on the
-        selection sets and on those of `scorers`, each (R, F); a chunk of rounds at a time."""
-        w = filters(stack.group_params(group))
-        parts = [filters_alone(w[a:a + CHUNK], *(sc.data(group.start + a, group.start + min(a + CHUNK, len(w)))
-                                                 for sc in (self.selection, *scorers)))
-                 for a in range(0, len(w), CHUNK)]
-        return [torch.cat(p) for p in zip(*parts)]
+    def alone(self, stack: engine.Stack, *scorers: engine.Scorer) -> list[list[Tensor]]:
+        """Each filter of each group alone, threshold fitted on each round's selection set: per group, its
+        accuracy on the selection sets and on those of `scorers`, each (R, F). The groups hold the same
+        rounds (row i is round i % R), so all their filters meet a round's sets at once; a chunk of rounds at
+        a time."""
+        ws = [filters(stack.group_params(g)) for g in stack.groups]
+        w, rounds = torch.cat(ws, 1), len(ws[0])
+        parts = [filters_alone(w[a:a + CHUNK], *(sc.data(a, min(a + CHUNK, rounds)) for sc in (self.selection, *scorers)))
+                 for a in range(0, rounds, CHUNK)]
+        joined = [torch.cat(p).split([v.shape[1] for v in ws], 1) for p in zip(*parts)]
+        return [list(per_group) for per_group in zip(*joined)]
 
     def inspect(self, stack, start):
         ranks, measured = [], []
-        for g in stack.groups:
-            selected, validated = self.alone(stack, g, self.validation)
+        for g, (selected, validated) in zip(stack.groups, self.alone(stack, self.validation)):
             alone = validated.gather(1, top(selected, 1))[:, 0]
             detectors = (validated >= self.s.solved_at).sum(1)
             aligned = cosine(filters(stack.group_params(g, params=start)), self.kernel).max(1).values
@@ -408,7 +416,7 @@ class Filters(Anatomy):
 
     def choose_at_init(self, pool: engine.Stack) -> Tensor:
         """Each candidate's initial filter alone on the selection sets, nothing trained: (R, candidates)."""
-        return torch.cat([self.alone(pool, g)[0] for g in pool.groups], 1)
+        return torch.cat([selected for selected, in self.alone(pool)], 1)
 
     def own_arms(self, sizes, bar):
         """`top` fresh Naive(1) per round: the best of the first n chosen before training (its initial filter

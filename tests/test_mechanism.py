@@ -227,3 +227,17 @@ def test_plot_only_refuses_a_csv_whose_declared_columns_are_missing_or_retyped(q
     path.write_text("\n".join([edited[0][0], *(line for _, line in edited)]) + "\n")
     code, _, err = run_study([*QUICK, "--plot-only", "--experiment", "cnn", "--out", str(tmp_path)])
     assert code == 2 and message in err and err.count("\n") == 1
+
+
+def test_every_groups_filters_alone_together_are_each_groups_alone():
+    """Filters.alone pools all the groups' filters of a round at once (the groups hold the same rounds): each
+    group's accuracies are those of its own filters measured alone on the same sets."""
+    s = dataclasses.replace(eval_cnn.PROTOCOL, rounds=6, steps=10).check()
+    anatomy = M.Filters(s, M.FilterChoice(selection=50), torch.Generator().manual_seed(3))
+    stack = engine.init_stack([NaiveCNN(1), NaiveCNN(3), NaiveCNN(6)], 6, torch.Generator().manual_seed(4))
+    together = anatomy.alone(stack, anatomy.validation)
+    for g, (selected, validated) in zip(stack.groups, together):
+        w = M.filters(stack.group_params(g))
+        own = M.filters_alone(w, anatomy.selection.data(0, 6), anatomy.validation.data(0, 6))
+        assert selected.shape == (6, g.template.conv.out_channels)
+        assert torch.allclose(selected, own[0]) and torch.allclose(validated, own[1])

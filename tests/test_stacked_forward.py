@@ -118,3 +118,14 @@ def test_blocked_max_conv_is_the_whole_tensors_max_bit_for_bit(filters, monkeypa
         assert torch.equal(models.pool_conv(x, w), whole)
     odd = torch.randn(2, 5, 61, generator=gen)
     assert all(torch.equal(models._halving_max(odd[..., :n]), odd[..., :n].amax(-1)) for n in range(1, 62))
+
+
+def test_the_shared_path_in_blocks_of_the_batch_is_the_whole_batch_bit_for_bit(monkeypatch):
+    """_max_conv_shared takes a large shared batch (a test set) a cache-sized block at a time: the same sums."""
+    import models
+    gen = torch.Generator().manual_seed(4)
+    x, w = torch.randn(300, 64, generator=gen), torch.randn(5, 3, 4, generator=gen)
+    whole = models._max_conv_shared(x, w)
+    monkeypatch.setattr(models, "BLOCK_ELEMENTS", 7 * 5 * 3)                # blocks of 7 sequences
+    assert torch.equal(models._max_conv_shared(x, w), whole)
+    assert torch.equal(whole, models._conv_per_round(x.expand(5, *x.shape), w).amax(-1))
