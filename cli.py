@@ -341,7 +341,7 @@ def side_by_side(jobs: list[Job], dev: torch.device) -> bool:
     """Whether the jobs run at once, one process each: on the CPU, when the intra-op threads allowed
     (torch's, OMP_NUM_THREADS) give each process one at least, and all of them fit in memory together.
     A job's numbers depend on its seed, not on the process it runs in."""
-    return (dev.type == "cpu" and 1 < len(jobs) <= torch.get_num_threads() and hasattr(os, "fork")
+    return (1 < len(jobs) == workers_for(len(jobs), dev)
             and sum(job.memory_bytes() for job in jobs) <= available_bytes(dev))
 
 

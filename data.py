@@ -134,16 +134,26 @@ def per_round_validation(rounds: int, pairs: int, gen: torch.Generator, pattern:
     """
     seeds = torch.randint(0, 2 ** 62, (rounds,), generator=gen, device=gen.device).tolist()
     y = torch.tensor([0.0, 1.0], device=gen.device).repeat(pairs)
-    last: dict[tuple[int, int], Tensor] = {}
 
-    def data(start: int, stop: int) -> tuple[tuple[Tensor], Tensor]:
-        key = (start % rounds, stop - start)      # the same rounds as the last call: its sets, not drawn again
+    def draw(start: int, stop: int) -> tuple[tuple[Tensor], Tensor]:
+        own = torch.Generator(gen.device)
+        sets = [pattern_validation_set(pairs, own.manual_seed(seeds[r % rounds]), pattern)[0] for r in range(start, stop)]
+        return (torch.stack(sets),), y
+    return last_chunk_held(rounds, draw)
+
+
+def last_chunk_held(rounds: int, make: Callable[[int, int], tuple]) -> Callable[[int, int], tuple]:
+    """`make(start, stop)` (the data of rows [start, stop), row i being round i % `rounds`), with the last
+    chunk's result held: asked for the same rounds again, it gives the very same tensors (not made anew),
+    which is how `engine.evaluate` knows that groups meet the same data and scores them together."""
+    last: dict[tuple[int, int], tuple] = {}
+
+    def data(start: int, stop: int) -> tuple:
+        key = (start % rounds, stop - start)
         if key not in last:
-            own = torch.Generator(gen.device)
             last.clear()
-            last[key] = torch.stack([pattern_validation_set(pairs, own.manual_seed(seeds[r % rounds]), pattern)[0]
-                                     for r in range(start, stop)])
-        return (last[key],), y
+            last[key] = make(start, stop)
+        return last[key]
     return data
 
 

@@ -37,6 +37,7 @@ import torch
 from torch import Tensor
 
 import cli
+import data
 import engine
 import eval_bool
 import eval_cnn
@@ -130,18 +131,12 @@ def held(scorer: engine.Scorer, rounds: int) -> engine.Scorer:
     y = parts[0][1] if parts[0][1].dim() == 1 else torch.cat([y for _, y in parts])
     del parts
 
-    last: dict[tuple[int, int], engine.Batch] = {}
-
-    def data(start: int, stop: int) -> engine.Batch:
-        key = (start % rounds, stop - start)         # the same rounds again: the very same tensors, so that
-        if key not in last:                          # engine.evaluate scores the groups that meet them together
-            first = start % rounds
-            rows = slice(first, first + stop - start) if first + stop - start <= rounds else \
-                torch.arange(start, stop, device=x.device) % rounds
-            last.clear()
-            last[key] = (x[rows],), (y if y.dim() == 1 else y[rows])
-        return last[key]
-    return engine.Scorer(data, scorer.metric, scorer.shared)
+    def cut(start: int, stop: int) -> engine.Batch:
+        first = start % rounds
+        rows = slice(first, first + stop - start) if first + stop - start <= rounds else \
+            torch.arange(start, stop, device=x.device) % rounds
+        return (x[rows],), (y if y.dim() == 1 else y[rows])
+    return engine.Scorer(data.last_chunk_held(rounds, cut), scorer.metric, scorer.shared)
 
 
 def fitted(e: ModuleType, s: cli.Settings, gen: torch.Generator, stack: engine.Stack, bar) -> dict[str, Tensor]:

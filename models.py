@@ -134,9 +134,7 @@ def pooled_together(x: Tensor, ws: list[Tensor]) -> list[Tensor]:
     56 filters, twice as fast as each network's few filters on their own)."""
     if len({v.shape[-1] for v in ws}) > 1:                 # filters of other lengths: each network on its own
         return [pool_conv(x, v) for v in ws]
-    w = torch.cat(ws, 1)
-    pooled = (_max_conv_per_round if w.shape[1] >= MANY_FILTERS else _max_conv_blocked)(x, w)
-    return list(pooled.split([v.shape[1] for v in ws], dim=-1))
+    return list(pool_conv(x, torch.cat(ws, 1)).split([v.shape[1] for v in ws], dim=-1))
 
 
 def _halving_max(x: Tensor) -> Tensor:
