@@ -110,8 +110,9 @@ class Scaling(cli.StudySettings):
             lrs = self.lrs()
         except ValueError:
             lrs = []
-        if not lrs or not all(0 < v < math.inf for v in lrs) or len(set(lrs)) != len(lrs):
-            raise cli.UsageError(f"--rates must be distinct positive learning rates, comma-separated, got {self.rates!r}")
+        if not lrs or not all(0 < v <= cli.MAX_LR for v in lrs) or len(set(lrs)) != len(lrs):
+            raise cli.UsageError(f"--rates must be distinct learning rates in (0, {cli.MAX_LR:g}], comma-separated, "
+                                 f"got {self.rates!r}")
         return self
 
     def quick(self) -> "Scaling":

@@ -57,7 +57,7 @@ def test_patterns_side_by_side_give_the_numbers_of_one_process(tiny, tmp_path):
     assert report.csv_text(rows, S.FIGURE.columns) == report.csv_text(tiny[0], S.FIGURE.columns)
 
 
-@pytest.mark.parametrize("rates", ["0", "-1", "a", "0.1,0.1", "inf", ""])
+@pytest.mark.parametrize("rates", ["0", "-1", "a", "0.1,0.1", "inf", "", "nan", "1e31"])
 def test_bad_rates_are_refused_in_one_line(rates, tmp_path, capsys):
     assert cli.main(S.arguments(), S.jobs, [*TINY, "--rates", rates, "--out", str(tmp_path)]) == 2
     err = capsys.readouterr().err.strip().splitlines()
