@@ -74,6 +74,26 @@ class Stack:
             for k, v in part.params.items():
                 self.params[k][start:start + len(v)] = v
 
+    def take(self, rows: list[int]) -> "Stack":
+        """The given rounds (ascending) as a stack of their own, each in its group (a copy; `put_rows`
+        writes it back)."""
+        index = torch.tensor(rows, dtype=torch.long, device=next(iter(self.params.values())).device)
+        groups, start = [], 0
+        for g in self.groups:
+            n = sum(g.start <= r < g.stop for r in rows)
+            if n:
+                groups.append(Group(g.template, start, start + n))
+                start += n
+        return Stack({k: v[index].clone() for k, v in self.params.items()},
+                     {k: v[index] for k, v in self.masks.items()}, groups)
+
+    def put_rows(self, part: "Stack", rows: list[int]) -> None:
+        """Write back the parameters of the rounds taken by `take(rows)`."""
+        index = torch.tensor(rows, dtype=torch.long, device=next(iter(self.params.values())).device)
+        with torch.no_grad():
+            for k, v in part.params.items():
+                self.params[k][index] = v
+
     def module(self, r: int) -> nn.Module:
         """Round r as a module of its own: a copy of its template holding round r's parameters."""
         group = next(g for g in self.groups if g.start <= r < g.stop)

@@ -6,7 +6,10 @@ solve rate of a one-filter network at the same step budget), n filters would sol
 --max-filters]), on families of patterns of growing length (the filters are as long as the pattern), as the
 protocol trains experiment 1 but at a learning rate tuned per pattern and filter count, and scored at several
 step budgets: --steps, 4x, 16x, ... (--budgets of them, each a checkpoint of one continuous run: a run of B
-steps is the first B steps of a longer one). Tuning: every rate of --rates trains --tuning-rounds fresh
+steps is the first B steps of a longer one), then --extend further budgets (4x each) by a stopping rule: a
+round goes on training only while it is not solved on a set of its own (--stop-set pairs, drawn apart from
+every other set), so that the budget where more steps no longer move the solved share is reached at the
+cost of the rounds that still need it. Tuning: every rate of --rates trains --tuning-rounds fresh
 rounds to the largest budget, each judged on a selection set of its own; the rate that solves most of them
 is kept (ties: the better mean, then the smaller rate; tuning.choose). The protocol's own rate at its own
 budget (--steps) is run beside, as the write-up's setting. Each pattern runs from a seed of its own, and
@@ -56,7 +59,8 @@ TUNED, PROTOCOL_RATE = "tuned", "protocol"
 COLUMNS = (report.Column("pattern", str), report.Column("steps", int, low=1), report.Column("rates", str),
            report.Column("lr", float, low=0),
            *eval_cnn.TEST_COLUMNS,
-           report.Column("detectors", int, key=False, low=0), report.Column("distinct", int, key=False, low=0))
+           report.Column("detectors", int, key=False, low=0), report.Column("distinct", int, key=False, low=0),
+           report.Column("trained", int, key=False, low=1))
 
 
 @dataclasses.dataclass(frozen=True, kw_only=True)
@@ -73,6 +77,12 @@ class Scaling(cli.StudySettings):
     rates: str = cli.setting("learning rates tried per pattern and filter count (comma-separated), each on "
                              "--tuning-rounds rounds at the largest budget")
     tuning_rounds: int = cli.setting("fresh rounds per learning rate tried", cli.within(1, 10_000), "in [1, 10000]")
+    extend: int = cli.setting(f"further budgets after the last, {GROWTH}x each, in which only the rounds not yet "
+                              "solved on their own selection set go on training (tuned rates)", cli.within(0, 4),
+                              "in [0, 4]")
+    stop_set: int = cli.setting("the stopping rule's set: pairs of sequences per round that decide, before each further "
+                                "budget, which rounds go on training (drawn apart from every other set)",
+                                cli.within(1, 100_000), "in [1, 100000]")
 
     def families(self) -> list[str]:
         return self.family.split(",")
@@ -85,7 +95,12 @@ class Scaling(cli.StudySettings):
         return list(dict.fromkeys(FAMILIES[f](k) for f in self.families() for k in self.lengths()))
 
     def steps(self, base: eval_cnn.Settings) -> list[int]:
+        """The budgets every round trains to (checkpoints of one run)."""
         return [base.steps * GROWTH ** i for i in range(self.budgets)]
+
+    def further(self, base: eval_cnn.Settings) -> list[int]:
+        """The budgets after those, to which only rounds not yet solved on their selection set go on."""
+        return [base.steps * GROWTH ** i for i in range(self.budgets, self.budgets + self.extend)]
 
     def lrs(self) -> list[float]:
         return [float(v) for v in self.rates.split(",")]
@@ -118,13 +133,14 @@ class Scaling(cli.StudySettings):
     def quick(self) -> "Scaling":
         return dataclasses.replace(self, max_length=min(self.max_length, self.min_length + 1),
                                    budgets=min(self.budgets, 2), selection=min(self.selection, 100),
-                                   tuning_rounds=min(self.tuning_rounds, 4))
+                                   tuning_rounds=min(self.tuning_rounds, 4), extend=min(self.extend, 1),
+                                   stop_set=min(self.stop_set, 100))
 
     def memory_bytes(self, base: eval_cnn.Settings) -> int:
         """The largest of: training the stack (a batch's windows and gradients at the largest count, per
         round), scoring a chunk of rounds on their own sets, the stratified test set."""
         top, chunk = max(counts(base)), min(base.rounds, 256)
-        pairs = max(eval_cnn.VALIDATION_PAIRS, self.selection)
+        pairs = max(eval_cnn.VALIDATION_PAIRS, self.selection, self.stop_set)
         train = base.rounds * len(counts(base)) * 2 * top * base.seq_len * self.max_length * 4 * 2
         score = chunk * 2 * pairs * (2 * base.seq_len + 2 * top) * 4
         test = 4 * eval_cnn.TEST_PER_START * base.seq_len * (base.seq_len + chunk) * 4
@@ -133,7 +149,7 @@ class Scaling(cli.StudySettings):
 
 BASE = dataclasses.replace(eval_cnn.PROTOCOL, rounds=100, max_filters=16, pattern="1")   # pattern: set per trained pattern
 PROTOCOL = Scaling(family="inside,three,tail", min_length=4, max_length=6, budgets=4, selection=250, rates="0.1,0.3,1",
-                   tuning_rounds=20)
+                   tuning_rounds=20, extend=2, stop_set=4000)
 
 
 def counts(base: eval_cnn.Settings) -> list[int]:
@@ -185,17 +201,44 @@ def filter_level(stack: engine.Stack, sel: engine.Scorer, val: engine.Scorer, so
 def measured(stack: engine.Stack, s: eval_cnn.Settings, sets, pattern: str, rates: str, lrs: list[float],
              rows: list[report.Row]):
     """What `Checkpoints` calls at each budget: every round's validation score, test-set and filter-level
-    measurements, as rows of the run's arm (`rates`: tuned or protocol; `lrs`: each count's rate)."""
+    measurements, as rows of the run's arm (`rates`: tuned or protocol; `lrs`: each count's rate; `trained`:
+    the steps each round has taken, default all `step`)."""
     val, sel, test = sets
     labels = [(MODEL, n) for n in counts(s)]
 
-    def measure(step: int) -> None:
+    def measure(step: int, trained: list[int] | None = None) -> None:
         found = [(*t, *f) for t, f in zip(test(stack), filter_level(stack, sel, val, s.solved_at))]
         at = [lr for g, lr in zip(stack.groups, lrs) for _ in range(g.start, g.stop)]
-        found = [(("lr", lr), *m) for lr, m in zip(at, found)]
+        found = [(("lr", lr), *m, ("trained", took)) for lr, m, took in zip(at, found, trained or [step] * len(at))]
         rows.extend(report.rows_of(stack, labels, val(stack), measured=found,
                                    keys=(("pattern", pattern), ("steps", step), ("rates", rates))))
     return measure
+
+
+def go_on(s: eval_cnn.Settings, gen: torch.Generator, stack: engine.Stack, pairs: int, lrs: list[float],
+          budgets: list[int], measure, bar) -> None:
+    """The stopping rule beyond the last common budget (s.steps): before each further budget, the rounds
+    not solved on a set of their own of `pairs` pairs (drawn here from `gen`, apart from every other set)
+    go on training to it, the others (and diverged ones) stop where they are; a stopped round stays stopped
+    (its parameters, hence its score, no longer move). The stack is measured at each budget, every round
+    with the steps it has taken. The rounds that go on are trained as a stack of their own (their optimizer
+    state starts afresh: plain SGD, the protocol's, has none), so that stopped rounds cost nothing."""
+    stop_set = eval_cnn.selection(s, gen, pairs, s.rounds)
+    per_round, trained, taken = stack.per_round(lrs), [s.steps] * stack.networks, s.steps
+    for budget in budgets:
+        scores, diverged = stop_set(stack)
+        rows = ((scores < s.solved_at) & ~diverged).nonzero().flatten().tolist()
+        if rows:
+            part = stack.take(rows)
+            eval_cnn.fit(dataclasses.replace(s, steps=budget - taken), gen, part, bar,
+                         optimizer=engine.make_optimizer(s.optimizer, per_round[rows], s.momentum))
+            stack.put_rows(part, rows)
+            going = set(rows)
+            trained = [budget if r in going else t for r, t in enumerate(trained)]
+        else:
+            bar.update(budget - taken)
+        taken = budget
+        measure(budget, trained)
 
 
 def tuned_rates(s: eval_cnn.Settings, own: Scaling, gen: torch.Generator, bar) -> list[tuning.Choice]:
@@ -214,7 +257,8 @@ def tuned_rates(s: eval_cnn.Settings, own: Scaling, gen: torch.Generator, bar) -
 def run_pattern(base: eval_cnn.Settings, own: Scaling, pattern: str, seed: int, device: str, bar
                 ) -> tuple[list[report.Row], list[tuning.Choice]]:
     """One pattern, from its own generator: the rates tuned per count; Naive(n) for every count, `rounds` each,
-    trained at its rate to the largest budget and measured at each; and the protocol's rate at its budget."""
+    trained at its rate to the largest budget and measured at each, then the further budgets by the stopping
+    rule (`go_on`); and the protocol's rate at its budget."""
     gen = torch.Generator(device).manual_seed(seed)
     s = dataclasses.replace(base, pattern=pattern, steps=own.steps(base)[-1])
     chosen = tuned_rates(s, own, gen, bar)
@@ -225,8 +269,11 @@ def run_pattern(base: eval_cnn.Settings, own: Scaling, pattern: str, seed: int, 
                               (PROTOCOL_RATE, [base.lr] * len(chosen), own.steps(base)[:1])):
         at = dataclasses.replace(s, steps=steps[-1])
         stack = engine.init_stack([eval_cnn.model(at, MODEL, n) for n in counts(at)], at.rounds, gen)
-        eval_cnn.fit(at, gen, stack, Checkpoints(bar, steps, measured(stack, at, sets, pattern, rates, lrs, rows)),
-                     lr=lrs)
+        measure = measured(stack, at, sets, pattern, rates, lrs, rows)
+        eval_cnn.fit(at, gen, stack, Checkpoints(bar, steps, measure), lr=lrs)
+        if rates == TUNED:        # from a generator of its own: the budgets above are the same with or without
+            go_on(at, torch.Generator(device).manual_seed(seed + 1), stack, own.stop_set, lrs, own.further(base),
+                  measure, bar)
     return rows, chosen
 
 
@@ -237,7 +284,7 @@ def run(base: eval_cnn.Settings, own: Scaling, gen: torch.Generator, record: dic
     seeds = torch.randint(0, 2 ** 62, (len(patterns),), generator=gen, device=gen.device).tolist()
     workers = cli.workers_for(len(patterns), gen.device)
     steps = own.steps(base)
-    each = own.tuning_rounds * len(own.lrs()) * steps[-1] + base.rounds * (steps[-1] + steps[0])
+    each = 2 * steps[-1] + steps[0] + (own.further(base) or steps)[-1] - steps[-1]      # steps of its stacks
     with report.bar(len(patterns) * each if workers == 1 else None, "scaling") as bar:
         tasks = [lambda p=p, seed=seed: run_pattern(base, own, p, seed, str(gen.device), bar)
                  for p, seed in zip(patterns, seeds)]
@@ -308,7 +355,8 @@ def missed_by_start(rows: list[report.Row]) -> dict[int, int]:
 class Arm:
     """What one (pattern, budget, rates) says: each count's solved rounds and learning rate, the one-filter
     rate p [95 % Wilson] (None without one-filter networks), n50 measured and independent, detectors and
-    distinct ones."""
+    distinct ones, networks missing a positive by start, and each count's rounds stopped before the budget
+    by the stopping rule (`go_on`) and, of those, the ones that fail on the validation set."""
     pattern: str
     steps: int
     rates: str
@@ -320,6 +368,8 @@ class Arm:
     detectors: dict[int, np.ndarray]
     distinct: dict[int, np.ndarray]
     missed: dict[int, int]
+    stopped: dict[int, int]
+    stopped_failed: dict[int, int]
 
 
 def law(rows: list[report.Row], solved_at: float) -> list[Arm]:
@@ -329,14 +379,18 @@ def law(rows: list[report.Row], solved_at: float) -> list[Arm]:
         solved = {n: v >= solved_at for n, v in by_n.items()}
         p = None if 1 not in solved else (float(solved[1].mean()), *report.wilson_ci(int(solved[1].sum()), len(solved[1])))
         mine = [r for r in rows if arm(r) == key]
+        stopped = [r for r in mine if r.get("trained") < r.get("steps")]
         out.append(Arm(*key, {r.sweep: r.get("lr") for r in mine}, solved, p, n50_interval(solved),
                        None if p is None else (independent_n50(p[0]), independent_n50(p[2]), independent_n50(p[1])),
-                       detectors[key], distinct[key], missed_by_start(mine)))
+                       detectors[key], distinct[key], missed_by_start(mine),
+                       {n: sum(r.sweep == n for r in stopped) for n in by_n},
+                       {n: sum(r.sweep == n and r.score < solved_at for r in stopped) for n in by_n}))
     return sorted(out, key=lambda a: (a.rates != PROTOCOL_RATE, a.steps))    # the write-up's setting first
 
 
 def label(a: Arm) -> str:
-    return f"{a.steps} steps" + (", protocol rate" if a.rates == PROTOCOL_RATE else "")
+    return f"{a.steps} steps" + (", protocol rate" if a.rates == PROTOCOL_RATE else "") + \
+        (", stopping rule" if any(a.stopped.values()) else "")
 
 
 def family_of(pattern: str) -> str:
@@ -382,15 +436,23 @@ def notes(rows: list[report.Row], solved_at: float) -> str:
         widest = [r for r in rows if arm(r) == (a.pattern, a.steps, a.rates) and r.sweep == top]
         missed = missed_by_start(widest)
         lines.append(f"  {a.pattern}: " + ", ".join(str(missed.get(k, 0)) for k in range(4)) + f" of {len(widest)}")
-    for steps, rates in dict.fromkeys([(first.steps, first.rates), (budgets[0], TUNED), (budgets[-1], TUNED)]):
+    for steps, rates in dict.fromkeys([(first.steps, first.rates), (budgets[0], TUNED), *((b, TUNED) for b in budgets[-2:])]):
         lines += n50_table(arms_, steps, rates)
+    tuned = {(a.pattern, a.steps): a for a in arms_ if a.rates == TUNED}
+    ruled = [a for a in tuned.values() if any(a.stopped.values())]
+    if ruled:
+        lines.append("stopping rule: per count, rounds stopped before the budget (solved on a set of their own) / of "
+                     "those, failed on the validation set:")
+        lines += [f"  {a.pattern} at {a.steps} steps: " + ", ".join(f"{n}: {a.stopped[n]}/{a.stopped_failed[n]}"
+                                                                     for n in a.solved) for a in ruled]
     if len(budgets) > 1:
-        last = {(a.pattern, a.steps): a for a in arms_ if a.rates == TUNED}
-        lines.append(f"largest change of a solved share from {budgets[-2]} to {budgets[-1]} steps, tuned rates (points):")
+        steps = list(zip(budgets, budgets[1:]))[-3:]
+        lines.append("largest change of a solved share over the counts between budgets, tuned rates (points): "
+                     + ", ".join(f"{b0} -> {b1}" for b0, b1 in steps))
         for pattern in dict.fromkeys(a.pattern for a in arms_):
-            before, after = last[(pattern, budgets[-2])], last[(pattern, budgets[-1])]
-            change = max(abs(after.solved[n].mean() - before.solved[n].mean()) for n in after.solved)
-            lines.append(f"  {pattern}: {100 * change:.1f}")
+            changes = [max(abs(tuned[(pattern, b1)].solved[n].mean() - tuned[(pattern, b0)].solved[n].mean())
+                           for n in tuned[(pattern, b1)].solved) for b0, b1 in steps]
+            lines.append(f"  {pattern}: " + ", ".join(f"{100 * c:.1f}" for c in changes))
     return "\n".join(lines)
 
 
@@ -517,7 +579,7 @@ def jobs(args) -> list[cli.Job]:
     # the study's rules first, on the experiment's checked fields: they name the flags this script has
     cli.overridden(PROTOCOL, args).check_with(cli.Checked.check(cli.overridden(BASE, args)))
     (base, own), = cli.study_settings(args, {"cnn": BASE}, {"cnn": PROTOCOL}).values()
-    record = {"pattern": own.patterns(), "steps": own.steps(base), "filters": counts(base)}
+    record = {"pattern": own.patterns(), "steps": own.steps(base), "further": own.further(base), "filters": counts(base)}
     return [cli.Job((FIGURE,), base, BASE, lambda gen: {NAME: run(base, own, gen, record)}, notes={NAME: notes},
                     study=own, study_protocol=PROTOCOL, record=record)]
 

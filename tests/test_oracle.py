@@ -225,3 +225,27 @@ def test_a_stack_trained_in_blocks_of_rounds_matches_plain_loops():
         plain_train(module, [(x[r], y[r], None) for x, y, _ in batches], active[:, r], "sgd", float(lr[r]), 0.0)
         for (name, p), (_, q) in zip(module.named_parameters(), stack.module(r).named_parameters()):
             torch.testing.assert_close(q, p, rtol=1e-4, atol=1e-5, msg=f"round {r}, {name}")
+
+
+def test_rounds_taken_out_of_a_stack_train_as_plain_loops_and_the_rest_stay():
+    """Rounds taken out across groups of different sizes (take / put_rows), trained as a stack of their own at
+    their slice of per-round rates, match plain loops; the rounds left in the stack do not move."""
+    templates = [NaiveCNN(1), NaiveCNN(3)]
+    stack = engine.init_stack(templates, ROUNDS, torch.Generator().manual_seed(4))
+    before = {k: v.clone() for k, v in stack.params.items()}
+    rows = [0, 2, 4, 5]                                      # ROUNDS = 3: two rounds of each group
+    lr = torch.tensor([0.3, 0.1, 0.3, 1.0, 0.1, 0.3])
+    alone = [stack.module(r) for r in rows]
+    part = stack.take(rows)
+    assert [(g.template, g.start, g.stop) for g in part.groups] == [(templates[0], 0, 2), (templates[1], 2, 4)]
+    batches = cnn_batches(len(rows), STEPS, seed=5)
+    xs, ys = (torch.stack(t) for t in list(zip(*batches))[:2])
+    engine.train(part, lambda s: ((xs[s],), ys[s]), STEPS, engine.make_optimizer("sgd", lr[rows], 0.0))
+    stack.put_rows(part, rows)
+    for i, (r, module) in enumerate(zip(rows, alone)):
+        plain_train(module, [(x[i], y[i], None) for x, y, _ in batches], [True] * STEPS, "sgd", float(lr[r]), 0.0)
+        for (name, p), (_, q) in zip(module.named_parameters(), stack.module(r).named_parameters()):
+            torch.testing.assert_close(q, p, rtol=1e-4, atol=1e-5, msg=f"round {r}, {name}")
+            assert not torch.equal(q, before[name][r][tuple(slice(0, n) for n in q.shape)]), "it trained"
+    for k, v in stack.params.items():
+        assert torch.equal(v[[1, 3]], before[k][[1, 3]]), "a round left in the stack moved"

@@ -166,7 +166,7 @@ def law_rows(p: float, rounds: int, counts, seed: int = 0, shrink: float = 1.0) 
             rows.append(report.Row("Naive", n, 5 * n + 1, r, float(tries.any()), False,
                                    (("pattern", "101"), ("steps", 100), ("rates", S.TUNED), ("lr", 0.1),
                                     ("test_error", 0.0), ("missed_starts", ""),
-                                    ("detectors", int(tries.sum())), ("distinct", int(tries.any())))))
+                                    ("detectors", int(tries.sum())), ("distinct", int(tries.any())), ("trained", 100))))
     return rows
 
 
@@ -262,17 +262,47 @@ def test_quick_run_writes_declared_columns_and_records_only_what_it_trains(quick
     rows = report.read_csv(quick_run / "scaling_cnn.csv", S.FIGURE.models, S.FIGURE.columns)
     trained = ["1001", "1101", "1100"]                                    # inside, three, tail
     assert {r.model for r in rows} == {"Naive"} and {r.sweep for r in rows} == {1, 2}
-    assert sorted({r.get("pattern") for r in rows}) == sorted(trained) and {r.get("steps") for r in rows} == {30, 120}
+    assert sorted({r.get("pattern") for r in rows}) == sorted(trained) and {r.get("steps") for r in rows} == {30, 120, 480}
     assert {r.params for r in rows if r.sweep == 2 and r.get("pattern") == "1001"} == {2 * 4 + 3}
     assert all(0 <= r.get("distinct") <= r.get("detectors") <= r.sweep for r in rows)
     tuned = [r for r in rows if r.get("rates") == S.TUNED]
-    assert len(tuned) == len(trained) * 2 * 2 * 4                          # patterns x counts x budgets x rounds
+    assert len(tuned) == len(trained) * 2 * 3 * 4                          # patterns x counts x budgets x rounds
     protocol = [r for r in rows if r.get("rates") == S.PROTOCOL_RATE]      # the protocol's rate, at its budget
     assert len(protocol) == len(trained) * 2 * 4 and {(r.get("steps"), r.get("lr")) for r in protocol} == {(30, 0.1)}
     settings = json.loads((quick_run / "scaling_cnn.json").read_text())["settings"]
-    assert settings["pattern"] == trained and settings["steps"] == [30, 120] and settings["filters"] == [1, 2]
+    assert settings["pattern"] == trained and settings["steps"] == [30, 120] and settings["further"] == [480]
+    assert settings["filters"] == [1, 2]
     assert settings["study"]["family"] == "inside,three,tail"
     assert (quick_run / "scaling_cnn.png").stat().st_size > 10_000
+
+
+def test_the_stopping_rule_stops_rounds_where_they_were_and_trains_the_others_on(quick_run):
+    rows = report.read_csv(quick_run / "scaling_cnn.csv", S.FIGURE.models, S.FIGURE.columns)
+    at = {(r.get("pattern"), r.sweep, r.round, r.get("steps")): r for r in rows if r.get("rates") == S.TUNED}
+    further = [r for r in at.values() if r.get("steps") == 480]
+    assert all(r.get("trained") == r.get("steps") for r in at.values() if r.get("steps") <= 120)
+    assert {r.get("trained") for r in further} == {120, 480}, "some rounds stop, some go on"
+    for r in further:
+        before = at[(r.get("pattern"), r.sweep, r.round, 120)]
+        same = (r.score, r.get("test_error"), r.get("detectors")) == (before.score, before.get("test_error"),
+                                                                        before.get("detectors"))
+        if r.get("trained") == 120:
+            assert same, "a stopped round is measured as it was when it stopped"
+    moved = [r for r in further if r.get("trained") == 480
+             and r.get("test_error") != at[(r.get("pattern"), r.sweep, r.round, 120)].get("test_error")]
+    assert moved, "rounds that go on train"
+    assert "stopping rule: per count, rounds stopped" in S.notes(rows, 1.0)
+
+
+def test_the_further_budgets_leave_the_common_ones_as_they_were(quick_run, tmp_path):
+    """The stopping rule draws from a generator of its own: without it, every other row is the same."""
+    assert cli.main(S.arguments(), S.jobs, [*QUICK, "--extend", "0", "--out", str(tmp_path)]) == 0
+    without = (tmp_path / "scaling_cnn.csv").read_text().splitlines()
+    header, *rows = (quick_run / "scaling_cnn.csv").read_text().splitlines()
+    steps, trained = header.split(",").index("steps"), header.split(",").index("trained")
+    assert without[0] == header
+    assert [r for r in rows if r.split(",")[steps] != "480"] == without[1:]
+    assert all(r.split(",")[trained] == r.split(",")[steps] for r in without[1:])
 
 
 def test_quick_run_replots_from_its_csv(quick_run, capsys):
