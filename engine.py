@@ -44,6 +44,7 @@ class Stack:
     params: dict[str, Tensor]       # (R, *padded shape)
     masks: dict[str, Tensor]        # (R, *padded shape): 1.0 where the entry is trained
     groups: list[Group]
+    padded: bool = False            # train as one padded stack however much padding (see `per_group`)
 
     @property
     def networks(self) -> int:
@@ -292,8 +293,9 @@ def padding_waste(stack: Stack) -> float:
 
 
 def per_group(stack: Stack) -> bool:
-    """Whether training runs group by group: no hand-written `stacked_forward`, or too much padding."""
-    return not hasattr(stack.groups[0].template, "stacked_forward") or padding_waste(stack) > 2
+    """Whether training runs group by group: no hand-written `stacked_forward`, or too much padding, unless the
+    stack says `padded` (a stack of a few rounds: one call per group then costs more than the padding)."""
+    return not hasattr(stack.groups[0].template, "stacked_forward") or (not stack.padded and padding_waste(stack) > 2)
 
 
 def forward_of(stack: Stack) -> Callable[..., Tensor]:

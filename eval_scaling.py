@@ -111,6 +111,8 @@ class Scaling(cli.StudySettings):
         if unknown:
             raise cli.UsageError(f"--family must list families among {', '.join(FAMILIES)}, got {unknown[0]!r}")
         self.lengths()
+        if self.budgets + self.extend > 8:
+            raise cli.UsageError(f"--budgets ({self.budgets}) and --extend ({self.extend}) make more than 8 budgets")
         short = max(self.families(), key=SHORTEST.get)
         if self.min_length < SHORTEST[short]:
             raise cli.UsageError(f"--min-length ({self.min_length}) is below {SHORTEST[short]}, the shortest "
@@ -149,7 +151,7 @@ class Scaling(cli.StudySettings):
 
 BASE = dataclasses.replace(eval_cnn.PROTOCOL, rounds=100, max_filters=16, pattern="1")   # pattern: set per trained pattern
 PROTOCOL = Scaling(family="inside,three,tail", min_length=4, max_length=6, budgets=4, selection=250, rates="0.1,0.3,1",
-                   tuning_rounds=20, extend=2, stop_set=4000)
+                   tuning_rounds=20, extend=1, stop_set=4000)
 
 
 def counts(base: eval_cnn.Settings) -> list[int]:
@@ -221,15 +223,16 @@ def go_on(s: eval_cnn.Settings, gen: torch.Generator, stack: engine.Stack, pairs
     not solved on a set of their own of `pairs` pairs (drawn here from `gen`, apart from every other set)
     go on training to it, the others (and diverged ones) stop where they are; a stopped round stays stopped
     (its parameters, hence its score, no longer move). The stack is measured at each budget, every round
-    with the steps it has taken. The rounds that go on are trained as a stack of their own (their optimizer
-    state starts afresh: plain SGD, the protocol's, has none), so that stopped rounds cost nothing."""
+    with the steps it has taken. The rounds that go on are trained as a padded stack of their own, so that
+    stopped rounds cost nothing; their optimizer state starts afresh there (the protocol's momentum buffer
+    weighs its past by 0.5 per step: after 10 steps, by less than 0.001)."""
     stop_set = eval_cnn.selection(s, gen, pairs, s.rounds)
     per_round, trained, taken = stack.per_round(lrs), [s.steps] * stack.networks, s.steps
     for budget in budgets:
         scores, diverged = stop_set(stack)
         rows = ((scores < s.solved_at) & ~diverged).nonzero().flatten().tolist()
         if rows:
-            part = stack.take(rows)
+            part = dataclasses.replace(stack.take(rows), padded=True)      # a few rounds: one call, not one per count
             eval_cnn.fit(dataclasses.replace(s, steps=budget - taken), gen, part, bar,
                          optimizer=engine.make_optimizer(s.optimizer, per_round[rows], s.momentum))
             stack.put_rows(part, rows)

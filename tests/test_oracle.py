@@ -4,6 +4,8 @@ Each round is copied out of the stack before training, trained alone by an ordin
 loop on the very batches and seeds the engine saw (experiment 2's skipped steps included: the
 plain loop skips them, the engine drops them), and compared parameter by parameter.
 """
+import dataclasses
+
 import pytest
 import torch
 import torch.nn.functional as F
@@ -227,17 +229,20 @@ def test_a_stack_trained_in_blocks_of_rounds_matches_plain_loops():
             torch.testing.assert_close(q, p, rtol=1e-4, atol=1e-5, msg=f"round {r}, {name}")
 
 
-def test_rounds_taken_out_of_a_stack_train_as_plain_loops_and_the_rest_stay():
+@pytest.mark.parametrize("padded", [False, True])
+def test_rounds_taken_out_of_a_stack_train_as_plain_loops_and_the_rest_stay(padded):
     """Rounds taken out across groups of different sizes (take / put_rows), trained as a stack of their own at
-    their slice of per-round rates, match plain loops; the rounds left in the stack do not move."""
-    templates = [NaiveCNN(1), NaiveCNN(3)]
+    their slice of per-round rates, group by group or padded, match plain loops; the rounds left in the
+    stack do not move."""
+    templates = [NaiveCNN(1), NaiveCNN(8)]
     stack = engine.init_stack(templates, ROUNDS, torch.Generator().manual_seed(4))
     before = {k: v.clone() for k, v in stack.params.items()}
-    rows = [0, 2, 4, 5]                                      # ROUNDS = 3: two rounds of each group
+    rows = [0, 1, 2, 4]                                      # ROUNDS = 3: all of the small group, one of the other
     lr = torch.tensor([0.3, 0.1, 0.3, 1.0, 0.1, 0.3])
     alone = [stack.module(r) for r in rows]
-    part = stack.take(rows)
-    assert [(g.template, g.start, g.stop) for g in part.groups] == [(templates[0], 0, 2), (templates[1], 2, 4)]
+    part = dataclasses.replace(stack.take(rows), padded=padded)
+    assert engine.per_group(part) != padded
+    assert [(g.template, g.start, g.stop) for g in part.groups] == [(templates[0], 0, 3), (templates[1], 3, 4)]
     batches = cnn_batches(len(rows), STEPS, seed=5)
     xs, ys = (torch.stack(t) for t in list(zip(*batches))[:2])
     engine.train(part, lambda s: ((xs[s],), ys[s]), STEPS, engine.make_optimizer("sgd", lr[rows], 0.0))
@@ -248,4 +253,4 @@ def test_rounds_taken_out_of_a_stack_train_as_plain_loops_and_the_rest_stay():
             torch.testing.assert_close(q, p, rtol=1e-4, atol=1e-5, msg=f"round {r}, {name}")
             assert not torch.equal(q, before[name][r][tuple(slice(0, n) for n in q.shape)]), "it trained"
     for k, v in stack.params.items():
-        assert torch.equal(v[[1, 3]], before[k][[1, 3]]), "a round left in the stack moved"
+        assert torch.equal(v[[3, 5]], before[k][[3, 5]]), "a round left in the stack moved"

@@ -235,6 +235,9 @@ def flags_of_this_script() -> set[str]:
     (["--family", "three", "--min-length", "2"], "--min-length (2) is below 3, the shortest pattern of family three"),
     (["--min-filters", "3", "--max-filters", "3"], "--min-filters (3) to --max-filters (3) holds no power of two"),
     (["--budgets", "9"], "--budgets must be in [1, 8], got 9"),
+    (["--budgets", "6", "--extend", "3"], "--budgets (6) and --extend (3) make more than 8 budgets"),
+    (["--extend", "5"], "--extend must be in [0, 4], got 5"),
+    (["--stop-set", "0"], "--stop-set must be in [1, 100000], got 0"),
     (["--pattern", "1101"], "unrecognized arguments: --pattern 1101"),
     (["--max-length", "5000"], "--max-length must be in [1, 4095], got 5000"),
 ])

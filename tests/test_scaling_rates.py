@@ -36,7 +36,7 @@ def test_every_tuned_row_carries_its_chosen_rate_and_the_protocol_runs_at_its_ow
             assert r.get("lr") == chosen[r.get("pattern")][str(r.sweep)]["lr"] and r.get("lr") in (0.1, 0.3, 1.0)
         else:
             assert r.get("rates") == S.PROTOCOL_RATE and r.get("lr") == 0.1 and r.get("steps") == 10
-    assert {r.get("steps") for r in rows if r.get("rates") == S.TUNED} == {10, 40}
+    assert {r.get("steps") for r in rows if r.get("rates") == S.TUNED} == {10, 40, 160}
 
 
 def test_the_rates_are_chosen_before_the_reported_rounds_exist(tiny, tmp_path):
