@@ -33,6 +33,7 @@ import interrupts; interrupts.install()             # noqa: E702  (first: Ctrl-C
 import dataclasses
 import math
 import sys
+import time
 from pathlib import Path
 
 import numpy as np
@@ -258,13 +259,15 @@ def tuned_rates(s: eval_cnn.Settings, own: Scaling, gen: torch.Generator, bar) -
 
 
 def run_pattern(base: eval_cnn.Settings, own: Scaling, pattern: str, seed: int, device: str, bar
-                ) -> tuple[list[report.Row], list[tuning.Choice]]:
+                ) -> tuple[list[report.Row], list[tuning.Choice], dict[str, float]]:
     """One pattern, from its own generator: the rates tuned per count; Naive(n) for every count, `rounds` each,
     trained at its rate to the largest budget and measured at each, then the further budgets by the stopping
-    rule (`go_on`); and the protocol's rate at its budget."""
-    gen = torch.Generator(device).manual_seed(seed)
+    rule (`go_on`); and the protocol's rate at its budget. Also the wall seconds from its start to the end
+    of the tuning and of each budget's measurement."""
+    gen, start = torch.Generator(device).manual_seed(seed), time.perf_counter()
     s = dataclasses.replace(base, pattern=pattern, steps=own.steps(base)[-1])
     chosen = tuned_rates(s, own, gen, bar)
+    seconds = {"tuning": round(time.perf_counter() - start, 1)}
     sets = eval_cnn.validation(s, gen, s.rounds), eval_cnn.selection(s, gen, own.selection, s.rounds), \
         eval_cnn.test_set(s, gen)
     rows: list[report.Row] = []
@@ -272,12 +275,20 @@ def run_pattern(base: eval_cnn.Settings, own: Scaling, pattern: str, seed: int, 
                               (PROTOCOL_RATE, [base.lr] * len(chosen), own.steps(base)[:1])):
         at = dataclasses.replace(s, steps=steps[-1])
         stack = engine.init_stack([eval_cnn.model(at, MODEL, n) for n in counts(at)], at.rounds, gen)
-        measure = measured(stack, at, sets, pattern, rates, lrs, rows)
+        measure = timed(measured(stack, at, sets, pattern, rates, lrs, rows), f"{rates} ", seconds, start)
         eval_cnn.fit(at, gen, stack, Checkpoints(bar, steps, measure), lr=lrs)
         if rates == TUNED:        # from a generator of its own: the budgets above are the same with or without
             go_on(at, torch.Generator(device).manual_seed(seed + 1), stack, own.stop_set, lrs, own.further(base),
                   measure, bar)
-    return rows, chosen
+    return rows, chosen, seconds
+
+
+def timed(measure, prefix: str, seconds: dict[str, float], start: float):
+    """`measure`, noting in `seconds` when each budget's measurement ended (wall seconds since `start`)."""
+    def at(step: int, trained: list[int] | None = None) -> None:
+        measure(step, trained)
+        seconds[f"{prefix}{step}"] = round(time.perf_counter() - start, 1)
+    return at
 
 
 def run(base: eval_cnn.Settings, own: Scaling, gen: torch.Generator, record: dict) -> list[report.Row]:
@@ -293,8 +304,9 @@ def run(base: eval_cnn.Settings, own: Scaling, gen: torch.Generator, record: dic
                  for p, seed in zip(patterns, seeds)]
         done = cli.in_processes(tasks, workers, patterns)
     record["chosen"] = {p: {n: dataclasses.asdict(c) for n, c in zip(counts(base), chosen)}
-                        for p, (_, chosen) in zip(patterns, done)}
-    return [row for rows, _ in done for row in rows]
+                        for p, (_, chosen, _) in zip(patterns, done)}
+    record["seconds"] = {p: seconds for p, (*_, seconds) in zip(patterns, done)}
+    return [row for rows, *_ in done for row in rows]
 
 
 # ----------------------------------------------------------------------------- the law and n50
