@@ -534,7 +534,7 @@ def panel_detectors(ax, arms_: list[Arm], family: str) -> None:
     ax.set_xticks(ticks, [str(n) for n in ticks])
     ax.minorticks_off()
     ax.set(xlabel="filters n", ylabel="share", ylim=(-0.02, 1.02),
-           title=f"{family}, {last} steps: detectors/filter (o), distinct/detector (x)")
+           title=f"{family}, {last} steps: detectors/filter (o),\ndistinct/detector (x)")
     ax.grid(alpha=0.3)
     ax.legend(fontsize=7)
 
@@ -549,7 +549,7 @@ def panel_missed(ax, arms_: list[Arm], rows: list[report.Row]) -> None:
         ax.plot(starts, [100 * missed.get(int(k), 0) / len(widest) for k in starts], color=f"C{i % 10}", marker=".",
                 linestyle="--" if family_of(a.pattern) == "tail" else "-", label=a.pattern)
     ax.set(xlabel="start of the positive's pattern", ylabel=f"networks of {top} filters missing one there (%)",
-           title=f"false negatives by start, {label(first)} (dashed: tail)")
+           title=f"false negatives by start, {label(first)}\n(dashed: tail family)")
     ax.grid(alpha=0.3)
     ax.legend(fontsize=6, ncol=2)
 
