@@ -79,7 +79,7 @@ class Scaling(cli.StudySettings):
                              "--tuning-rounds rounds at the largest budget")
     tuning_rounds: int = cli.setting("fresh rounds per learning rate tried", cli.within(1, 10_000), "in [1, 10000]")
     extend: int = cli.setting(f"further budgets after the last, {GROWTH}x each, in which only the rounds not yet "
-                              "solved on their own selection set go on training (tuned rates)", cli.within(0, 4),
+                              "solved on a stopping set of their own (--stop-set) go on training (tuned rates)", cli.within(0, 4),
                               "in [0, 4]")
     stop_set: int = cli.setting("the stopping rule's set: pairs of sequences per round that decide, before each further "
                                 "budget, which rounds go on training (drawn apart from every other set)",
@@ -100,7 +100,7 @@ class Scaling(cli.StudySettings):
         return [base.steps * GROWTH ** i for i in range(self.budgets)]
 
     def further(self, base: eval_cnn.Settings) -> list[int]:
-        """The budgets after those, to which only rounds not yet solved on their selection set go on."""
+        """The budgets after those, to which only rounds not yet solved on their stopping set go on."""
         return [base.steps * GROWTH ** i for i in range(self.budgets, self.budgets + self.extend)]
 
     def lrs(self) -> list[float]:
