@@ -42,7 +42,7 @@ import engine
 import eval_bool
 import eval_cnn
 import report
-from models import pool_conv
+from models import NaiveCNN, pool_conv
 
 EXPERIMENTS = {e.NAME: e for e in (eval_cnn, eval_bool)}
 FLAGS = ["rounds", "steps", "lr", "momentum", "optimizer", "solved_at", "min_filters", "max_filters", "min_width",
@@ -174,22 +174,33 @@ def accuracy_of(values: Tensor, labels: Tensor, threshold: Tensor, direction: Te
     return ((direction[:, None] * (values - threshold[:, None]) > 0).float() == labels).float().mean(-1)
 
 
-def pooled(w: Tensor, batch: engine.Batch) -> tuple[Tensor, Tensor]:
-    """Each filter of w (R, F, K), max-pooled over a batch ((x,), y), x (R, B, 1, L) or shared (B, 1, L),
-    y (B,) or (R, B): the responses (R*F, B) and their labels."""
-    (x,), y = batch
+def responses(w: Tensor, batch: engine.Batch) -> Tensor:
+    """Each filter of w (R, F, K), max-pooled over the sequences of a batch ((x,), y), x (R, B, 1, L) or
+    shared (B, 1, L): (R, B, F)."""
     with torch.no_grad():
-        values = pool_conv(x.squeeze(-2), w).permute(0, 2, 1).flatten(0, 1)
-    return values, y.expand(w.shape[0], -1)[:, None].expand(-1, w.shape[1], -1).flatten(0, 1)
+        return pool_conv(batch[0][0].squeeze(-2), w)
+
+
+def flat(values: Tensor, y: Tensor) -> tuple[Tensor, Tensor]:
+    """Responses (R, B, F) to a set labelled y (B,) or (R, B) as rows of one filter each: (R*F, B) and their labels."""
+    r, _, f = values.shape
+    return values.permute(0, 2, 1).flatten(0, 1), y.expand(r, -1)[:, None].expand(-1, f, -1).flatten(0, 1)
+
+
+def accuracies_alone(fit: tuple[Tensor, Tensor], *scored: tuple[Tensor, Tensor]) -> list[Tensor]:
+    """Each filter alone, from its max-pooled responses (R, B, F) to sets labelled y (B,) or (R, B), given as
+    (responses, y), with a threshold and sign fitted on `fit`: its accuracy on `fit` and on each of `scored`,
+    each (R, F)."""
+    values, labels = flat(*fit)
+    threshold, direction = fit_thresholds(values, labels)
+    r, _, f = fit[0].shape
+    return [accuracy_of(v, y, threshold, direction).view(r, f) for v, y in [(values, labels), *(flat(*s) for s in scored)]]
 
 
 def filters_alone(w: Tensor, fit: engine.Batch, *scored: engine.Batch) -> list[Tensor]:
     """Each filter of w (R, F, K) alone, max-pooled, with a threshold and sign fitted on the batch `fit`:
     its accuracy on `fit` and on each batch of `scored`, each (R, F)."""
-    values, labels = pooled(w, fit)
-    threshold, direction = fit_thresholds(values, labels)
-    return [accuracy_of(v, y, threshold, direction).view(w.shape[0], w.shape[1])
-            for v, y in [(values, labels), *(pooled(w, b) for b in scored)]]
+    return accuracies_alone(*((responses(w, batch), batch[1]) for batch in (fit, *scored)))
 
 
 def cosine(w: Tensor, kernel: Tensor) -> Tensor:
@@ -335,6 +346,25 @@ def detectors_panel(ax, r: Results) -> None:
 
 # ----------------------------------------------------------------------------- anatomies
 
+@dataclasses.dataclass
+class Inspection:
+    """What an anatomy reads of a stack: per group, the rank of each unit (R, units) (higher: relied on
+    more); per row, its measurements; every network's score and divergence on its validation set, (R,)
+    each as engine.Scorer gives them, and on its selection set where the anatomy scored them on the way."""
+    ranks: list[Tensor]
+    measured: list[tuple]
+    validated: tuple[Tensor, Tensor]
+    selected: tuple[Tensor, Tensor] | None = None
+
+
+@dataclasses.dataclass
+class OnSet:
+    """A stack's filters alone and its networks on each round's own set of one kind: per group, each filter
+    alone's accuracy (R, F); every network's score and divergence, (R,) each as engine.Scorer gives them."""
+    alone: list[Tensor]
+    scored: tuple[Tensor, Tensor]
+
+
 class Anatomy:
     """What the study needs of one experiment's networks that the other's lack, chosen by the experiment's
     NAME (ANATOMIES), so that nothing branches on which experiment runs: where the hidden units sit in the
@@ -354,8 +384,8 @@ class Anatomy:
         self.validation = held(self.experiment.validation(s, gen, s.rounds), s.rounds)
         self.test = self.experiment.test_set(s, gen)
 
-    def inspect(self, stack: engine.Stack, start: dict[str, Tensor]) -> tuple[list[Tensor], list[tuple]]:
-        """Per group, the rank of each unit (R, units) (higher: relied on more); per row, its measurements."""
+    def inspect(self, stack: engine.Stack, start: dict[str, Tensor]) -> Inspection:
+        """What is read of a trained stack whose initial parameters were `start`."""
         raise NotImplementedError
 
     def own_arms(self, sizes: list[int], bar) -> list[report.Row]:
@@ -386,32 +416,44 @@ class Filters(Anatomy):
         self.selection = held(eval_cnn.selection(s, gen, own.selection, s.rounds), s.rounds)
         self.kernel = torch.tensor(s.task().kernel, device=gen.device)
 
-    def alone(self, stack: engine.Stack, *scorers: engine.Scorer) -> list[list[Tensor]]:
-        """Each filter of each group alone, threshold fitted on each round's selection set: per group, its
-        accuracy on the selection sets and on those of `scorers`, each (R, F). The groups hold the same
-        rounds (row i is round i % R), so all their filters meet a round's sets at once; a chunk of rounds at
-        a time."""
+    def alone(self, stack: engine.Stack, *scorers: engine.Scorer) -> list[OnSet]:
+        """Each filter of each group alone, threshold fitted on each round's selection set, and every network:
+        on the selection sets and on those of `scorers`. The groups hold the same rounds (row i is round
+        i % R), so all their filters meet a round's sets at once, a chunk of rounds at a time; a network's
+        logit is a linear map of its filters' max-pooled responses (NaiveCNN.decide), so one pooling of a
+        set serves its filters alone and its networks, as engine.evaluate scores them."""
+        sets = (self.selection, *scorers)
         ws = [filters(stack.group_params(g)) for g in stack.groups]
-        w, rounds = torch.cat(ws, 1), len(ws[0])
-        parts = [filters_alone(w[a:a + CHUNK], *(sc.data(a, min(a + CHUNK, rounds)) for sc in (self.selection, *scorers)))
-                 for a in range(0, rounds, CHUNK)]
-        joined = [torch.cat(p).split([v.shape[1] for v in ws], 1) for p in zip(*parts)]
-        return [list(per_group) for per_group in zip(*joined)]
+        w, rounds, counts = torch.cat(ws, 1), len(ws[0]), [v.shape[1] for v in ws]
+        scored = [(torch.empty(stack.networks, device=w.device), torch.empty(stack.networks, dtype=torch.bool, device=w.device))
+                  for _ in sets]
+        parts = []
+        for a in range(0, rounds, CHUNK):
+            b = min(a + CHUNK, rounds)
+            batches = [sc.data(a, b) for sc in sets]
+            pooled = [(responses(w[a:b], batch), batch[1]) for batch in batches]
+            parts.append(accuracies_alone(*pooled))
+            for (values, y), sc, (scores, diverged) in zip(pooled, sets, scored):
+                for g, v in zip(stack.groups, values.split(counts, -1)):
+                    params, rows = stack.group_params(g, a, b), slice(g.start + a, g.start + b)
+                    scores[rows], diverged[rows] = engine.verdict(NaiveCNN.decide(v, params), y, sc.metric, params)
+        joined = [torch.cat(p).split(counts, 1) for p in zip(*parts)]
+        return [OnSet(list(per_group), on) for per_group, on in zip(joined, scored)]
 
     def inspect(self, stack, start):
-        ranks, measured = [], []
-        for g, (selected, validated) in zip(stack.groups, self.alone(stack, self.validation)):
-            alone = validated.gather(1, top(selected, 1))[:, 0]
-            detectors = (validated >= self.s.solved_at).sum(1)
+        selected, validated = self.alone(stack, self.validation)
+        ranks, measured = selected.alone, []
+        for g, on_selection, on_validation in zip(stack.groups, selected.alone, validated.alone):
+            alone = on_validation.gather(1, top(on_selection, 1))[:, 0]
+            detectors = (on_validation >= self.s.solved_at).sum(1)
             aligned = cosine(filters(stack.group_params(g, params=start)), self.kernel).max(1).values
-            ranks.append(selected)
             measured += [((ALONE.name, a), (DETECTORS.name, d), (COSINE.name, c))
                          for a, d, c in zip(alone.tolist(), detectors.tolist(), aligned.tolist())]
-        return ranks, measured
+        return Inspection(ranks, measured, validated.scored, selected.scored)
 
     def choose_at_init(self, pool: engine.Stack) -> Tensor:
         """Each candidate's initial filter alone on the selection sets, nothing trained: (R, candidates)."""
-        return torch.cat([selected for selected, in self.alone(pool)], 1)
+        return torch.cat(self.alone(pool)[0].alone, 1)
 
     def own_arms(self, sizes, bar):
         """`top` fresh Naive(1) per round: the best of the first n chosen before training (its initial filter
@@ -420,8 +462,8 @@ class Filters(Anatomy):
         pool = engine.init_stack([eval_cnn.model(self.s, "Naive", eval_cnn.SMALL)] * top_n, rounds, self.gen)
         before = self.choose_at_init(pool)
         start = fitted(eval_cnn, self.s, self.gen, pool, bar)
-        trained = examined(self, pool, start, [("pool", c + 1) for c in range(top_n)])[0]
-        after = self.selection(pool)[0].view(top_n, rounds).t()
+        trained, inspected = examined(self, pool, start, [("pool", c + 1) for c in range(top_n)])
+        after = inspected.selected[0].view(top_n, rounds).t()
         rows = []
         for n in range(1, top_n + 1):
             for name, chooser in ((INIT_CHOICE, before), (RESTARTS, after)):
@@ -467,7 +509,7 @@ class Pairs(Anatomy):
         pairs = [keep_units(stack.group_params(g), top(rank, eval_bool.SMALL), self.axes)
                  for g, rank in zip(stack.groups, ranks)]
         alone = self.validation(stack_of(eval_bool.model(self.s, "Naive", eval_bool.SMALL), pairs))[0]
-        return ranks, [((ALONE.name, a),) for a in alone.tolist()]
+        return Inspection(ranks, [((ALONE.name, a),) for a in alone.tolist()], self.validation(stack))
 
 
 ANATOMIES: dict[str, type[Anatomy]] = {a.experiment.NAME: a for a in (Filters, Pairs)}
@@ -477,14 +519,14 @@ assert set(ANATOMIES) == set(EXPERIMENTS)
 # ----------------------------------------------------------------------------- the run
 
 def examined(anatomy: Anatomy, stack: engine.Stack, start: dict[str, Tensor], labels: list[tuple[str, int]]
-             ) -> tuple[list[report.Row], list[Tensor]]:
+             ) -> tuple[list[report.Row], Inspection]:
     """The rows of a trained stack: scores and divergence on each round's validation set, the test-set
-    and anatomy measurements; and the rank of every unit per group."""
-    ranks, measured = anatomy.inspect(stack, start)
+    and anatomy measurements; and what the anatomy read of it."""
+    inspected = anatomy.inspect(stack, start)
     tests = anatomy.test(stack)
-    rows = report.rows_of(stack, labels, anatomy.validation(stack),
-                          measured=[(*t, *m) for t, m in zip(tests, measured)])
-    return rows, ranks
+    rows = report.rows_of(stack, labels, inspected.validated,
+                          measured=[(*t, *m) for t, m in zip(tests, inspected.measured)])
+    return rows, inspected
 
 
 def studied_sizes(e: ModuleType, s: cli.Settings) -> list[int]:
@@ -498,10 +540,10 @@ def run(e: ModuleType, s: cli.Settings, own: Mechanism, gen: torch.Generator) ->
     with report.bar((3 + anatomy.trainings) * s.steps, f"mechanism ({e.NAME})") as bar:
         wide = engine.init_stack([e.model(s, "Naive", n) for n in sizes], s.rounds, gen)
         start = fitted(e, s, gen, wide, bar)
-        rows, ranks = examined(anatomy, wide, start, [(WIDE, n) for n in sizes])
-        random = [torch.rand(rank.shape, generator=gen, device=gen.device).argsort(1) for rank in ranks]
+        rows, inspected = examined(anatomy, wide, start, [(WIDE, n) for n in sizes])
+        random = [torch.rand(rank.shape, generator=gen, device=gen.device).argsort(1) for rank in inspected.ranks]
         small = e.model(s, "Naive", e.SMALL)
-        for name, order in ((TICKET, ranks), (CONTROL, random)):
+        for name, order in ((TICKET, inspected.ranks), (CONTROL, random)):
             units = [top(o, e.SMALL) for o in order]
             sub = stack_of(small, [keep_units(wide.group_params(g, params=start), u, anatomy.axes)
                                    for g, u in zip(wide.groups, units)])

@@ -232,10 +232,11 @@ class NaiveCNN(Annealable, nn.Module):
         pool = self.pool if self.training else "max"
         w = params["conv.weight"].flatten(1, 2)                          # (R, F, K)
         pooled = pool_conv(x.squeeze(-2), w, pool, self._temperature())  # (R, B, F)
-        return self._decide(pooled, params)
+        return self.decide(pooled, params)
 
     @staticmethod
-    def _decide(pooled: Tensor, params: dict[str, Tensor]) -> Tensor:
+    def decide(pooled: Tensor, params: dict[str, Tensor]) -> Tensor:
+        """Logits (R, B) from the filters' pooled responses (R, B, F): the linear decision on them."""
         decision = params["decision.weight"][:, 0]                       # (R, F)
         return torch.einsum("rbf,rf->rb", pooled, decision) + params["decision.bias"]
 
@@ -245,7 +246,7 @@ class NaiveCNN(Annealable, nn.Module):
         """Eval-mode logits of several groups of NaiveCNNs (any filter counts, one kernel size) that meet the
         same per-round batch x (R, B, 1, L): `stacked_forward` of each, with all their filters pooled at once."""
         pooled = pooled_together(x.squeeze(-2), [p["conv.weight"].flatten(1, 2) for p in params])
-        return [NaiveCNN._decide(v, p) for v, p in zip(pooled, params)]
+        return [NaiveCNN.decide(v, p) for v, p in zip(pooled, params)]
 
 
 class SingleFilterCNN(nn.Module):

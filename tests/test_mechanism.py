@@ -236,8 +236,26 @@ def test_every_groups_filters_alone_together_are_each_groups_alone():
     anatomy = M.Filters(s, M.FilterChoice(selection=50), torch.Generator().manual_seed(3))
     stack = engine.init_stack([NaiveCNN(1), NaiveCNN(3), NaiveCNN(6)], 6, torch.Generator().manual_seed(4))
     together = anatomy.alone(stack, anatomy.validation)
-    for g, (selected, validated) in zip(stack.groups, together):
+    for i, g in enumerate(stack.groups):
         w = M.filters(stack.group_params(g))
         own = M.filters_alone(w, anatomy.selection.data(0, 6), anatomy.validation.data(0, 6))
+        selected, validated = (on.alone[i] for on in together)
         assert selected.shape == (6, g.template.conv.out_channels)
         assert torch.allclose(selected, own[0]) and torch.allclose(validated, own[1])
+
+
+@pytest.mark.parametrize("sizes", [(1, 2, 5, 7), (1, 1, 1)])           # all filters pooled by bmm, or in blocks
+def test_the_networks_scored_from_their_filters_alone_responses_are_scored_as_engine_evaluate_scores_them(sizes):
+    """Filters.alone scores every network from the pooled responses its filters alone were measured on: the
+    same scores and diverged flags, bit for bit, as engine.evaluate gives on the selection and validation sets
+    (40 rounds: a whole chunk and a part)."""
+    s = dataclasses.replace(eval_cnn.PROTOCOL, rounds=40).check()
+    anatomy = M.Filters(s, M.FilterChoice(selection=60), torch.Generator().manual_seed(6))
+    stack = engine.init_stack([NaiveCNN(n) for n in sizes], 40, torch.Generator().manual_seed(7))
+    with torch.no_grad():
+        stack.params["decision.bias"][45] = float("nan")                # one diverged round of group 2
+    on_selection, on_validation = anatomy.alone(stack, anatomy.validation)
+    for on, scorer in ((on_selection, anatomy.selection), (on_validation, anatomy.validation)):
+        expected = scorer(stack)
+        assert torch.equal(on.scored[0], expected[0]) and torch.equal(on.scored[1], expected[1])
+    assert on_validation.scored[1].sum() == 1 and on_validation.scored[1][45]
