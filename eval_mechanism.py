@@ -148,12 +148,45 @@ def fitted(e: ModuleType, s: cli.Settings, gen: torch.Generator, stack: engine.S
 
 # ----------------------------------------------------------------------------- experiment 1's units: filters
 
+def by_argsort(values: Tensor, labels: Tensor) -> tuple[Tensor, Tensor]:
+    """Each row of values (P, B) sorted by `argsort`, and the labels (P, B) in the same order (as floats)."""
+    order = values.argsort(-1)
+    return values.gather(-1, order), labels.gather(-1, order).float()
+
+
+FLIP = np.int32(0x7FFFFFFF)
+
+
+def ordered_bits(x: np.ndarray) -> np.ndarray:
+    """float32 bits as int32 ordered as the floats (-0.0 just below 0.0, NaN outside), and back: negatives
+    have all but the sign bit flipped."""
+    return x ^ ((x >> 31) & FLIP)
+
+
+def sorted_rows(values: Tensor, labels: Tensor) -> tuple[Tensor, Tensor]:
+    """`by_argsort` for labels 0 or 1, exactly, twice as fast on the CPU: numpy sorts 64-bit keys made of
+    each value's ordered bits (high half) and its label (low half). A row sorts one way only unless it holds
+    NaN or equal values of different labels or bits (-0.0, 0.0): such rows (few) go to `by_argsort`."""
+    if values.device.type != "cpu":
+        return by_argsort(values, labels)
+    halves = np.empty((*values.shape, 2), np.int32)                 # little-endian int64: (low, high)
+    halves[..., 0] = labels.numpy()
+    halves[..., 1] = ordered_bits(values.numpy().view(np.int32))
+    keys = halves.view(np.int64)[..., 0]
+    keys.sort(axis=-1)
+    sorted_values = torch.from_numpy(ordered_bits(halves[..., 1]).view(np.float32))
+    sorted_labels = torch.from_numpy(halves[..., 0].astype(np.float32))
+    tied = (sorted_values[:, 1:] == sorted_values[:, :-1]) & torch.from_numpy(keys[:, 1:] != keys[:, :-1])
+    unsure = tied.any(-1) | sorted_values.isnan().any(-1)
+    if unsure.any():
+        sorted_values[unsure], sorted_labels[unsure] = by_argsort(values[unsure], labels[unsure])
+    return sorted_values, sorted_labels
+
+
 def fit_thresholds(values: Tensor, labels: Tensor) -> tuple[Tensor, Tensor]:
     """Per row of values (P, B) scored against labels (B,) or (P, B): the threshold and direction (+1:
     positive above it, -1: below) of best accuracy; ties go to the first in sorted order."""
-    labels = labels.expand_as(values)
-    order = values.argsort(-1)
-    sorted_values, sorted_labels = values.gather(-1, order), labels.gather(-1, order).float()
+    sorted_values, sorted_labels = sorted_rows(values, labels.expand_as(values))
     zero = torch.zeros_like(sorted_labels[:, :1])
     negatives_below = torch.cat([zero, (1 - sorted_labels).cumsum(-1)], -1)            # (P, B + 1)
     positives_above = sorted_labels.sum(-1, keepdim=True) - torch.cat([zero, sorted_labels.cumsum(-1)], -1)

@@ -63,6 +63,25 @@ def test_thresholds_fitted_by_hand():
     assert M.accuracy_of(noisy, torch.tensor([0.0, 1.0, 0.0, 1.0]), threshold, direction).item() == 0.75
 
 
+def test_the_fast_sort_of_the_thresholds_is_argsorts_bit_for_bit(monkeypatch):
+    """sorted_rows (numpy's sort of keys that carry the labels) orders every row as by_argsort does, ties,
+    -0.0, infinities and NaN included: rows whose order a tie or NaN leaves open are argsorted themselves.
+    The thresholds fitted through it are those fitted through by_argsort."""
+    gen = torch.Generator().manual_seed(8)
+    values = torch.randn(64, 300, generator=gen)
+    values[:16] = torch.randint(-3, 4, (16, 300), generator=gen).float() / 2     # many ties of mixed labels
+    values[16, :5] = torch.tensor([0.0, -0.0, 0.0, -0.0, -0.0])
+    values[17, 3], values[18, 7], values[19, :2] = float("nan"), float("-inf"), float("inf")
+    values[20, 9] = -float("nan")
+    labels = (torch.rand(64, 300, generator=gen) < 0.5).float()
+    fast, plain = M.sorted_rows(values, labels), M.by_argsort(values, labels)
+    for a, b in zip(fast, plain):
+        assert torch.equal(a.view(torch.int32), b.view(torch.int32))              # bits, -0.0 and NaN alike
+    fitted = M.fit_thresholds(values, labels)
+    monkeypatch.setattr(M, "sorted_rows", M.by_argsort)
+    assert all(torch.equal(a.view(torch.int32), b.view(torch.int32)) for a, b in zip(fitted, M.fit_thresholds(values, labels)))
+
+
 def trained_cnn(n=4, rounds=6, steps=40):
     s = dataclasses.replace(eval_cnn.PROTOCOL, rounds=rounds, steps=steps)
     gen = torch.Generator().manual_seed(0)
