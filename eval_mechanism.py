@@ -28,6 +28,7 @@ Writes mechanism_cnn and mechanism_bool (.png, .csv, .json).
 """
 import interrupts; interrupts.install()             # noqa: E702  (first: Ctrl-C during the imports too)
 import dataclasses
+import functools
 import sys
 from pathlib import Path
 from types import ModuleType
@@ -263,8 +264,13 @@ class Results:
     solved_at: float
     e: ModuleType
 
+    @functools.cached_property
+    def grouped(self) -> dict[str, dict[int, np.ndarray]]:
+        """Every model's scores per sweep value, grouped once (the notes and panels ask hundreds of times)."""
+        return report.by_model(self.rows)
+
     def scores(self, model: str) -> dict[int, np.ndarray]:
-        return report.by_model(self.rows).get(model, {})
+        return self.grouped.get(model, {})
 
     def column(self, model: str, name: str) -> dict[int, np.ndarray]:
         """A measurement column of a model's rows per sweep value, in round order."""
