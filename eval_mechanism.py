@@ -228,7 +228,8 @@ def accuracies_alone(fit: tuple[Tensor, Tensor], *scored: tuple[Tensor, Tensor])
     values, labels = flat(*fit)
     threshold, direction = fit_thresholds(values, labels)
     r, _, f = fit[0].shape
-    return [accuracy_of(v, y, threshold, direction).view(r, f) for v, y in [(values, labels), *(flat(*s) for s in scored)]]
+    return [accuracy_of(v, y, threshold, direction).view(r, f)
+            for v, y in [(values, labels), *(flat(*s) for s in scored)]]
 
 
 def filters_alone(w: Tensor, fit: engine.Batch, *scored: engine.Batch) -> list[Tensor]:
@@ -464,8 +465,8 @@ class Filters(Anatomy):
         sets = (self.selection, *scorers)
         ws = [filters(stack.group_params(g)) for g in stack.groups]
         w, rounds, counts = torch.cat(ws, 1), len(ws[0]), [v.shape[1] for v in ws]
-        scored = [(torch.empty(stack.networks, device=w.device), torch.empty(stack.networks, dtype=torch.bool, device=w.device))
-                  for _ in sets]
+        empty = lambda dtype: torch.empty(stack.networks, dtype=dtype, device=w.device)
+        scored = [(empty(torch.float), empty(torch.bool)) for _ in sets]
         parts = []
         for a in range(0, rounds, CHUNK):
             b = min(a + CHUNK, rounds)
