@@ -317,19 +317,34 @@ class NaiveBoolNet(Annealable, nn.Module):
         return self.output(self._activate(self.hidden(x)))
 
     def stacked_forward(self, params: dict[str, Tensor], x: Tensor) -> Tensor:
-        """Without autograd, a block of the batch at a time, so that the hidden activations (R, b, W) stay
-        about cache-sized: the same sums, 4-7x faster on a large batch (100 000 test points)."""
-        if torch.is_grad_enabled():
+        """Without autograd and with an activation computed exactly (ReLU, leaky ReLU: not softplus, whose
+        vectorized and scalar code differ in the last bit), a block of the batch at a time, so that the hidden
+        activations stay about cache-sized, unit-major: the same logits, 2-3x faster on a large batch."""
+        if torch.is_grad_enabled() or self._activation() == "softplus":
             return self._logits(params, x)
         rounds, width = params["hidden.weight"].shape[:2]
         block = max(1, BLOCK_ELEMENTS // (rounds * width))
-        return torch.cat([self._logits(params, x[..., a:a + block, :]) for a in range(0, x.shape[-2], block)], -1)
+        blocks = range(0, x.shape[-2], block)
+        return torch.cat([self._logits_by_unit(params, x[..., a:a + block, :]) for a in blocks], -1)
 
     def _logits(self, params: dict[str, Tensor], x: Tensor) -> Tensor:
         w1, b1 = params["hidden.weight"], params["hidden.bias"]           # (R, W, 2), (R, W)
         w2, b2 = params["output.weight"][:, 0], params["output.bias"]     # (R, W), (R, 1)
         h = self._activate(_dense(x, w1.transpose(1, 2), b1))
         return (h * w2[:, None]).sum(-1) + b2
+
+    def _logits_by_unit(self, params: dict[str, Tensor], x: Tensor) -> Tensor:
+        """`_logits` with the hidden layer unit-major (R, W, B): the same multiply-adds, ReLU and products
+        (elementwise, exactly rounded, so the layout changes no bit), each over the batch as one long row.
+        The sum over units is `_logits`' own, on the same (R, B, W) layout; at a width of at most 2 every
+        order gives the same value, so it is taken unit-major too (a zero logit may change sign, which no
+        decision `logit > 0` reads)."""
+        w1, b1 = params["hidden.weight"], params["hidden.bias"]
+        w2, b2 = params["output.weight"][:, 0], params["output.bias"]
+        xt = x.transpose(-1, -2).contiguous()                             # (2, B) or (R, 2, B)
+        h = torch.addcmul(b1[..., None], xt[..., 0, None, :], w1[..., 0, None])
+        h = self._activate(h.addcmul_(xt[..., 1, None, :], w1[..., 1, None])).mul_(w2[..., None])
+        return (h.sum(1) if h.shape[1] <= 2 else h.transpose(1, 2).contiguous().sum(-1)) + b2
 
 
 class TwoLayerBoolNet(nn.Module):
