@@ -444,9 +444,12 @@ def rows_of(stack, labels: list[tuple[str, int]], scored, keys: tuple = (), meas
     own (name, value) measurements, in round order."""
     scores, diverged = (t.tolist() for t in scored)
     own = measured if measured is not None else [()] * len(scores)
-    return [Row(model, sweep, group.template.final_size, r - group.start, scores[r], diverged[r], (*keys, *own[r]))
-            for group, (model, sweep) in zip(stack.groups if groups is None else groups, labels)
-            for r in range(group.start, group.stop)]
+    rows = []
+    for group, (model, sweep) in zip(stack.groups if groups is None else groups, labels):
+        size = group.template.final_size                    # counted once a group, not once a row
+        rows += [Row(model, sweep, size, r - group.start, scores[r], diverged[r], (*keys, *own[r]))
+                 for r in range(group.start, group.stop)]
+    return rows
 
 
 def score_module(net, x, y, metric) -> float:
