@@ -50,7 +50,7 @@ FLAGS = ["rounds", "steps", "lr", "momentum", "optimizer", "solved_at", "min_fil
          "max_width"]
 WIDE, TICKET, CONTROL = "wide network", "ticket: best unit rewound and retrained", "control: random unit rewound and retrained"
 INIT_CHOICE, RESTARTS = "init-only choice of n Naive(1)", "best of n trained Naive(1)"
-CHUNK = 32                          # rounds of per-round data held at once by the filter-alone measurements
+CHUNK = 32                          # rounds whose sets the filter-alone measurements pool at once
 ALONE = report.Column("alone", float, key=False, low=0, high=1)
 DETECTORS = report.Column("detectors", int, key=False, low=0)
 COSINE = report.Column("cosine", float, key=False, low=-1, high=1)
@@ -127,10 +127,7 @@ def held(scorer: engine.Scorer, rounds: int) -> engine.Scorer:
     """The same scorer with each of `rounds` rounds' data drawn once and held, not drawn again for every
     stack and group that meets it (row i of a stack is round i % rounds); labels of shape (N,) are every
     round's, of shape (rounds, N) each round's own."""
-    parts = [scorer.data(a, min(a + CHUNK, rounds)) for a in range(0, rounds, CHUNK)]
-    x = torch.cat([xs[0] for xs, _ in parts])
-    y = parts[0][1] if parts[0][1].dim() == 1 else torch.cat([y for _, y in parts])
-    del parts
+    (x,), y = scorer.data(0, rounds)
 
     def cut(start: int, stop: int) -> engine.Batch:
         first = start % rounds
