@@ -416,11 +416,7 @@ def evaluate(stack: Stack, data: Callable[[int, int], Batch], score: Callable[[T
         else:
             outs = [logits(stack, g, inputs, shared, a - g.start, b - g.start) for g, a, b in parts]
         for (g, a, b), out in zip(parts, outs):
-            scores[a:b] = score(out, y)
-            finite = torch.isfinite(out).all(-1)
-            for p in stack.group_params(g, a - g.start, b - g.start).values():
-                finite &= torch.isfinite(p).flatten(1).all(1)
-            diverged[a:b] = ~finite
+            scores[a:b], diverged[a:b] = verdict(out, y, score, stack.group_params(g, a - g.start, b - g.start))
 
     for offset in range(0, longest, chunk):          # chunk by chunk across groups: groups of the same rounds
         pending: list[tuple[Group, int, int]] = []   # ask for the same data one after another, and the groups
@@ -441,6 +437,16 @@ def evaluate(stack: Stack, data: Callable[[int, int], Batch], score: Callable[[T
         if pending:
             judge(pending, *batch)
     return scores, diverged
+
+
+def verdict(logits: Tensor, y: Tensor, score: Callable[[Tensor, Tensor], Tensor], params: dict[str, Tensor]
+            ) -> tuple[Tensor, Tensor]:
+    """The scores of networks' logits (R, B) against y, and which of them diverged: parameters (`params`, each
+    (R, ...)) or logits not all finite."""
+    finite = torch.isfinite(logits).all(-1)
+    for p in params.values():
+        finite &= torch.isfinite(p).flatten(1).all(1)
+    return score(logits, y), ~finite
 
 
 def _predictions(logits: Tensor, y: Tensor) -> tuple[Tensor, Tensor]:

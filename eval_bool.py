@@ -120,7 +120,7 @@ def selection(s: Settings, gen: torch.Generator, size: int, cycle: int | None = 
 
 
 TEST_POINTS = 100_000                        # one large test sample, shared: it measures, it decides nothing
-TEST_CHUNK = 4                               # rounds scored on it at once: (4, 100 000, width) stays cache-friendly
+TEST_CHUNK = 4                               # rounds scored on it at once (the networks take its points in blocks)
 TEST_COLUMNS = (report.Column("test_error", float, key=False, low=0, high=1),)
 
 

@@ -28,6 +28,7 @@ Writes mechanism_cnn and mechanism_bool (.png, .csv, .json).
 """
 import interrupts; interrupts.install()             # noqa: E702  (first: Ctrl-C during the imports too)
 import dataclasses
+import functools
 import sys
 from pathlib import Path
 from types import ModuleType
@@ -42,14 +43,14 @@ import engine
 import eval_bool
 import eval_cnn
 import report
-from models import pool_conv
+from models import NaiveCNN, pool_conv
 
 EXPERIMENTS = {e.NAME: e for e in (eval_cnn, eval_bool)}
 FLAGS = ["rounds", "steps", "lr", "momentum", "optimizer", "solved_at", "min_filters", "max_filters", "min_width",
          "max_width"]
 WIDE, TICKET, CONTROL = "wide network", "ticket: best unit rewound and retrained", "control: random unit rewound and retrained"
 INIT_CHOICE, RESTARTS = "init-only choice of n Naive(1)", "best of n trained Naive(1)"
-CHUNK = 32                          # rounds of per-round data held at once by the filter-alone measurements
+CHUNK = 32                          # rounds whose sets the filter-alone measurements pool at once
 ALONE = report.Column("alone", float, key=False, low=0, high=1)
 DETECTORS = report.Column("detectors", int, key=False, low=0)
 COSINE = report.Column("cosine", float, key=False, low=-1, high=1)
@@ -126,10 +127,7 @@ def held(scorer: engine.Scorer, rounds: int) -> engine.Scorer:
     """The same scorer with each of `rounds` rounds' data drawn once and held, not drawn again for every
     stack and group that meets it (row i of a stack is round i % rounds); labels of shape (N,) are every
     round's, of shape (rounds, N) each round's own."""
-    parts = [scorer.data(a, min(a + CHUNK, rounds)) for a in range(0, rounds, CHUNK)]
-    x = torch.cat([xs[0] for xs, _ in parts])
-    y = parts[0][1] if parts[0][1].dim() == 1 else torch.cat([y for _, y in parts])
-    del parts
+    (x,), y = scorer.data(0, rounds)
 
     def cut(start: int, stop: int) -> engine.Batch:
         first = start % rounds
@@ -148,12 +146,45 @@ def fitted(e: ModuleType, s: cli.Settings, gen: torch.Generator, stack: engine.S
 
 # ----------------------------------------------------------------------------- experiment 1's units: filters
 
+def by_argsort(values: Tensor, labels: Tensor) -> tuple[Tensor, Tensor]:
+    """Each row of values (P, B) sorted by `argsort`, and the labels (P, B) in the same order (as floats)."""
+    order = values.argsort(-1)
+    return values.gather(-1, order), labels.gather(-1, order).float()
+
+
+FLIP = np.int32(0x7FFFFFFF)
+
+
+def ordered_bits(x: np.ndarray) -> np.ndarray:
+    """float32 bits as int32 ordered as the floats (-0.0 just below 0.0, NaN outside), and back: negatives
+    have all but the sign bit flipped."""
+    return x ^ ((x >> 31) & FLIP)
+
+
+def sorted_rows(values: Tensor, labels: Tensor) -> tuple[Tensor, Tensor]:
+    """`by_argsort` for labels 0 or 1, exactly, twice as fast on the CPU: numpy sorts 64-bit keys made of
+    each value's ordered bits (high half) and its label (low half). A row sorts one way only unless it holds
+    NaN or equal values of different labels or bits (-0.0, 0.0): such rows (few) go to `by_argsort`."""
+    if values.device.type != "cpu":
+        return by_argsort(values, labels)
+    halves = np.empty((*values.shape, 2), np.int32)                 # little-endian int64: (low, high)
+    halves[..., 0] = labels.numpy()
+    halves[..., 1] = ordered_bits(values.numpy().view(np.int32))
+    keys = halves.view(np.int64)[..., 0]
+    keys.sort(axis=-1)
+    sorted_values = torch.from_numpy(ordered_bits(halves[..., 1]).view(np.float32))
+    sorted_labels = torch.from_numpy(halves[..., 0].astype(np.float32))
+    tied = (sorted_values[:, 1:] == sorted_values[:, :-1]) & torch.from_numpy(keys[:, 1:] != keys[:, :-1])
+    unsure = tied.any(-1) | sorted_values.isnan().any(-1)
+    if unsure.any():
+        sorted_values[unsure], sorted_labels[unsure] = by_argsort(values[unsure], labels[unsure])
+    return sorted_values, sorted_labels
+
+
 def fit_thresholds(values: Tensor, labels: Tensor) -> tuple[Tensor, Tensor]:
     """Per row of values (P, B) scored against labels (B,) or (P, B): the threshold and direction (+1:
     positive above it, -1: below) of best accuracy; ties go to the first in sorted order."""
-    labels = labels.expand_as(values)
-    order = values.argsort(-1)
-    sorted_values, sorted_labels = values.gather(-1, order), labels.gather(-1, order).float()
+    sorted_values, sorted_labels = sorted_rows(values, labels.expand_as(values))
     zero = torch.zeros_like(sorted_labels[:, :1])
     negatives_below = torch.cat([zero, (1 - sorted_labels).cumsum(-1)], -1)            # (P, B + 1)
     positives_above = sorted_labels.sum(-1, keepdim=True) - torch.cat([zero, sorted_labels.cumsum(-1)], -1)
@@ -174,22 +205,34 @@ def accuracy_of(values: Tensor, labels: Tensor, threshold: Tensor, direction: Te
     return ((direction[:, None] * (values - threshold[:, None]) > 0).float() == labels).float().mean(-1)
 
 
-def pooled(w: Tensor, batch: engine.Batch) -> tuple[Tensor, Tensor]:
-    """Each filter of w (R, F, K), max-pooled over a batch ((x,), y), x (R, B, 1, L) or shared (B, 1, L),
-    y (B,) or (R, B): the responses (R*F, B) and their labels."""
-    (x,), y = batch
+def responses(w: Tensor, batch: engine.Batch) -> Tensor:
+    """Each filter of w (R, F, K), max-pooled over the sequences of a batch ((x,), y), x (R, B, 1, L) or
+    shared (B, 1, L): (R, B, F)."""
     with torch.no_grad():
-        values = pool_conv(x.squeeze(-2), w).permute(0, 2, 1).flatten(0, 1)
-    return values, y.expand(w.shape[0], -1)[:, None].expand(-1, w.shape[1], -1).flatten(0, 1)
+        return pool_conv(batch[0][0].squeeze(-2), w)
+
+
+def flat(values: Tensor, y: Tensor) -> tuple[Tensor, Tensor]:
+    """Responses (R, B, F) to a set labelled y (B,) or (R, B) as rows of one filter each: (R*F, B) and their labels."""
+    r, _, f = values.shape
+    return values.permute(0, 2, 1).flatten(0, 1), y.expand(r, -1)[:, None].expand(-1, f, -1).flatten(0, 1)
+
+
+def accuracies_alone(fit: tuple[Tensor, Tensor], *scored: tuple[Tensor, Tensor]) -> list[Tensor]:
+    """Each filter alone, from its max-pooled responses (R, B, F) to sets labelled y (B,) or (R, B), given as
+    (responses, y), with a threshold and sign fitted on `fit`: its accuracy on `fit` and on each of `scored`,
+    each (R, F)."""
+    values, labels = flat(*fit)
+    threshold, direction = fit_thresholds(values, labels)
+    r, _, f = fit[0].shape
+    return [accuracy_of(v, y, threshold, direction).view(r, f)
+            for v, y in [(values, labels), *(flat(*s) for s in scored)]]
 
 
 def filters_alone(w: Tensor, fit: engine.Batch, *scored: engine.Batch) -> list[Tensor]:
     """Each filter of w (R, F, K) alone, max-pooled, with a threshold and sign fitted on the batch `fit`:
     its accuracy on `fit` and on each batch of `scored`, each (R, F)."""
-    values, labels = pooled(w, fit)
-    threshold, direction = fit_thresholds(values, labels)
-    return [accuracy_of(v, y, threshold, direction).view(w.shape[0], w.shape[1])
-            for v, y in [(values, labels), *(pooled(w, b) for b in scored)]]
+    return accuracies_alone(*((responses(w, batch), batch[1]) for batch in (fit, *scored)))
 
 
 def cosine(w: Tensor, kernel: Tensor) -> Tensor:
@@ -219,8 +262,13 @@ class Results:
     solved_at: float
     e: ModuleType
 
+    @functools.cached_property
+    def grouped(self) -> dict[str, dict[int, np.ndarray]]:
+        """Every model's scores per sweep value, grouped once (the notes and panels ask hundreds of times)."""
+        return report.by_model(self.rows)
+
     def scores(self, model: str) -> dict[int, np.ndarray]:
-        return report.by_model(self.rows).get(model, {})
+        return self.grouped.get(model, {})
 
     def column(self, model: str, name: str) -> dict[int, np.ndarray]:
         """A measurement column of a model's rows per sweep value, in round order."""
@@ -335,6 +383,25 @@ def detectors_panel(ax, r: Results) -> None:
 
 # ----------------------------------------------------------------------------- anatomies
 
+@dataclasses.dataclass
+class Inspection:
+    """What an anatomy reads of a stack: per group, the rank of each unit (R, units) (higher: relied on
+    more); per row, its measurements; every network's score and divergence on its validation set, (R,)
+    each as engine.Scorer gives them, and on its selection set where the anatomy scored them on the way."""
+    ranks: list[Tensor]
+    measured: list[tuple]
+    validated: tuple[Tensor, Tensor]
+    selected: tuple[Tensor, Tensor] | None = None
+
+
+@dataclasses.dataclass
+class OnSet:
+    """A stack's filters alone and its networks on each round's own set of one kind: per group, each filter
+    alone's accuracy (R, F); every network's score and divergence, (R,) each as engine.Scorer gives them."""
+    alone: list[Tensor]
+    scored: tuple[Tensor, Tensor]
+
+
 class Anatomy:
     """What the study needs of one experiment's networks that the other's lack, chosen by the experiment's
     NAME (ANATOMIES), so that nothing branches on which experiment runs: where the hidden units sit in the
@@ -354,8 +421,8 @@ class Anatomy:
         self.validation = held(self.experiment.validation(s, gen, s.rounds), s.rounds)
         self.test = self.experiment.test_set(s, gen)
 
-    def inspect(self, stack: engine.Stack, start: dict[str, Tensor]) -> tuple[list[Tensor], list[tuple]]:
-        """Per group, the rank of each unit (R, units) (higher: relied on more); per row, its measurements."""
+    def inspect(self, stack: engine.Stack, start: dict[str, Tensor]) -> Inspection:
+        """What is read of a trained stack whose initial parameters were `start`."""
         raise NotImplementedError
 
     def own_arms(self, sizes: list[int], bar) -> list[report.Row]:
@@ -386,32 +453,44 @@ class Filters(Anatomy):
         self.selection = held(eval_cnn.selection(s, gen, own.selection, s.rounds), s.rounds)
         self.kernel = torch.tensor(s.task().kernel, device=gen.device)
 
-    def alone(self, stack: engine.Stack, *scorers: engine.Scorer) -> list[list[Tensor]]:
-        """Each filter of each group alone, threshold fitted on each round's selection set: per group, its
-        accuracy on the selection sets and on those of `scorers`, each (R, F). The groups hold the same
-        rounds (row i is round i % R), so all their filters meet a round's sets at once; a chunk of rounds at
-        a time."""
+    def alone(self, stack: engine.Stack, *scorers: engine.Scorer) -> list[OnSet]:
+        """Each filter of each group alone, threshold fitted on each round's selection set, and every network:
+        on the selection sets and on those of `scorers`. The groups hold the same rounds (row i is round
+        i % R), so all their filters meet a round's sets at once, a chunk of rounds at a time; a network's
+        logit is a linear map of its filters' max-pooled responses (NaiveCNN.decide), so one pooling of a
+        set serves its filters alone and its networks, as engine.evaluate scores them."""
+        sets = (self.selection, *scorers)
         ws = [filters(stack.group_params(g)) for g in stack.groups]
-        w, rounds = torch.cat(ws, 1), len(ws[0])
-        parts = [filters_alone(w[a:a + CHUNK], *(sc.data(a, min(a + CHUNK, rounds)) for sc in (self.selection, *scorers)))
-                 for a in range(0, rounds, CHUNK)]
-        joined = [torch.cat(p).split([v.shape[1] for v in ws], 1) for p in zip(*parts)]
-        return [list(per_group) for per_group in zip(*joined)]
+        w, rounds, counts = torch.cat(ws, 1), len(ws[0]), [v.shape[1] for v in ws]
+        empty = lambda dtype: torch.empty(stack.networks, dtype=dtype, device=w.device)
+        scored = [(empty(torch.float), empty(torch.bool)) for _ in sets]
+        parts = []
+        for a in range(0, rounds, CHUNK):
+            b = min(a + CHUNK, rounds)
+            batches = [sc.data(a, b) for sc in sets]
+            pooled = [(responses(w[a:b], batch), batch[1]) for batch in batches]
+            parts.append(accuracies_alone(*pooled))
+            for (values, y), sc, (scores, diverged) in zip(pooled, sets, scored):
+                for g, v in zip(stack.groups, values.split(counts, -1)):
+                    params, rows = stack.group_params(g, a, b), slice(g.start + a, g.start + b)
+                    scores[rows], diverged[rows] = engine.verdict(NaiveCNN.decide(v, params), y, sc.metric, params)
+        joined = [torch.cat(p).split(counts, 1) for p in zip(*parts)]
+        return [OnSet(list(per_group), on) for per_group, on in zip(joined, scored)]
 
     def inspect(self, stack, start):
-        ranks, measured = [], []
-        for g, (selected, validated) in zip(stack.groups, self.alone(stack, self.validation)):
-            alone = validated.gather(1, top(selected, 1))[:, 0]
-            detectors = (validated >= self.s.solved_at).sum(1)
+        selected, validated = self.alone(stack, self.validation)
+        ranks, measured = selected.alone, []
+        for g, on_selection, on_validation in zip(stack.groups, selected.alone, validated.alone):
+            alone = on_validation.gather(1, top(on_selection, 1))[:, 0]
+            detectors = (on_validation >= self.s.solved_at).sum(1)
             aligned = cosine(filters(stack.group_params(g, params=start)), self.kernel).max(1).values
-            ranks.append(selected)
             measured += [((ALONE.name, a), (DETECTORS.name, d), (COSINE.name, c))
                          for a, d, c in zip(alone.tolist(), detectors.tolist(), aligned.tolist())]
-        return ranks, measured
+        return Inspection(ranks, measured, validated.scored, selected.scored)
 
     def choose_at_init(self, pool: engine.Stack) -> Tensor:
         """Each candidate's initial filter alone on the selection sets, nothing trained: (R, candidates)."""
-        return torch.cat([selected for selected, in self.alone(pool)], 1)
+        return torch.cat(self.alone(pool)[0].alone, 1)
 
     def own_arms(self, sizes, bar):
         """`top` fresh Naive(1) per round: the best of the first n chosen before training (its initial filter
@@ -420,8 +499,8 @@ class Filters(Anatomy):
         pool = engine.init_stack([eval_cnn.model(self.s, "Naive", eval_cnn.SMALL)] * top_n, rounds, self.gen)
         before = self.choose_at_init(pool)
         start = fitted(eval_cnn, self.s, self.gen, pool, bar)
-        trained = examined(self, pool, start, [("pool", c + 1) for c in range(top_n)])[0]
-        after = self.selection(pool)[0].view(top_n, rounds).t()
+        trained, inspected = examined(self, pool, start, [("pool", c + 1) for c in range(top_n)])
+        after = inspected.selected[0].view(top_n, rounds).t()
         rows = []
         for n in range(1, top_n + 1):
             for name, chooser in ((INIT_CHOICE, before), (RESTARTS, after)):
@@ -467,7 +546,7 @@ class Pairs(Anatomy):
         pairs = [keep_units(stack.group_params(g), top(rank, eval_bool.SMALL), self.axes)
                  for g, rank in zip(stack.groups, ranks)]
         alone = self.validation(stack_of(eval_bool.model(self.s, "Naive", eval_bool.SMALL), pairs))[0]
-        return ranks, [((ALONE.name, a),) for a in alone.tolist()]
+        return Inspection(ranks, [((ALONE.name, a),) for a in alone.tolist()], self.validation(stack))
 
 
 ANATOMIES: dict[str, type[Anatomy]] = {a.experiment.NAME: a for a in (Filters, Pairs)}
@@ -477,14 +556,14 @@ assert set(ANATOMIES) == set(EXPERIMENTS)
 # ----------------------------------------------------------------------------- the run
 
 def examined(anatomy: Anatomy, stack: engine.Stack, start: dict[str, Tensor], labels: list[tuple[str, int]]
-             ) -> tuple[list[report.Row], list[Tensor]]:
+             ) -> tuple[list[report.Row], Inspection]:
     """The rows of a trained stack: scores and divergence on each round's validation set, the test-set
-    and anatomy measurements; and the rank of every unit per group."""
-    ranks, measured = anatomy.inspect(stack, start)
+    and anatomy measurements; and what the anatomy read of it."""
+    inspected = anatomy.inspect(stack, start)
     tests = anatomy.test(stack)
-    rows = report.rows_of(stack, labels, anatomy.validation(stack),
-                          measured=[(*t, *m) for t, m in zip(tests, measured)])
-    return rows, ranks
+    rows = report.rows_of(stack, labels, inspected.validated,
+                          measured=[(*t, *m) for t, m in zip(tests, inspected.measured)])
+    return rows, inspected
 
 
 def studied_sizes(e: ModuleType, s: cli.Settings) -> list[int]:
@@ -498,10 +577,10 @@ def run(e: ModuleType, s: cli.Settings, own: Mechanism, gen: torch.Generator) ->
     with report.bar((3 + anatomy.trainings) * s.steps, f"mechanism ({e.NAME})") as bar:
         wide = engine.init_stack([e.model(s, "Naive", n) for n in sizes], s.rounds, gen)
         start = fitted(e, s, gen, wide, bar)
-        rows, ranks = examined(anatomy, wide, start, [(WIDE, n) for n in sizes])
-        random = [torch.rand(rank.shape, generator=gen, device=gen.device).argsort(1) for rank in ranks]
+        rows, inspected = examined(anatomy, wide, start, [(WIDE, n) for n in sizes])
+        random = [torch.rand(rank.shape, generator=gen, device=gen.device).argsort(1) for rank in inspected.ranks]
         small = e.model(s, "Naive", e.SMALL)
-        for name, order in ((TICKET, ranks), (CONTROL, random)):
+        for name, order in ((TICKET, inspected.ranks), (CONTROL, random)):
             units = [top(o, e.SMALL) for o in order]
             sub = stack_of(small, [keep_units(wide.group_params(g, params=start), u, anatomy.axes)
                                    for g, u in zip(wide.groups, units)])

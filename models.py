@@ -232,10 +232,11 @@ class NaiveCNN(Annealable, nn.Module):
         pool = self.pool if self.training else "max"
         w = params["conv.weight"].flatten(1, 2)                          # (R, F, K)
         pooled = pool_conv(x.squeeze(-2), w, pool, self._temperature())  # (R, B, F)
-        return self._decide(pooled, params)
+        return self.decide(pooled, params)
 
     @staticmethod
-    def _decide(pooled: Tensor, params: dict[str, Tensor]) -> Tensor:
+    def decide(pooled: Tensor, params: dict[str, Tensor]) -> Tensor:
+        """Logits (R, B) from the filters' pooled responses (R, B, F): the linear decision on them."""
         decision = params["decision.weight"][:, 0]                       # (R, F)
         return torch.einsum("rbf,rf->rb", pooled, decision) + params["decision.bias"]
 
@@ -245,7 +246,7 @@ class NaiveCNN(Annealable, nn.Module):
         """Eval-mode logits of several groups of NaiveCNNs (any filter counts, one kernel size) that meet the
         same per-round batch x (R, B, 1, L): `stacked_forward` of each, with all their filters pooled at once."""
         pooled = pooled_together(x.squeeze(-2), [p["conv.weight"].flatten(1, 2) for p in params])
-        return [NaiveCNN._decide(v, p) for v, p in zip(pooled, params)]
+        return [NaiveCNN.decide(v, p) for v, p in zip(pooled, params)]
 
 
 class SingleFilterCNN(nn.Module):
@@ -316,10 +317,34 @@ class NaiveBoolNet(Annealable, nn.Module):
         return self.output(self._activate(self.hidden(x)))
 
     def stacked_forward(self, params: dict[str, Tensor], x: Tensor) -> Tensor:
+        """Without autograd and with an activation computed exactly (ReLU, leaky ReLU: not softplus, whose
+        vectorized and scalar code differ in the last bit), a block of the batch at a time, so that the hidden
+        activations stay about cache-sized, unit-major: the same logits, 2-3x faster on a large batch."""
+        if torch.is_grad_enabled() or self._activation() == "softplus":
+            return self._logits(params, x)
+        rounds, width = params["hidden.weight"].shape[:2]
+        block = max(1, BLOCK_ELEMENTS // (rounds * width))
+        blocks = range(0, x.shape[-2], block)
+        return torch.cat([self._logits_by_unit(params, x[..., a:a + block, :]) for a in blocks], -1)
+
+    def _logits(self, params: dict[str, Tensor], x: Tensor) -> Tensor:
         w1, b1 = params["hidden.weight"], params["hidden.bias"]           # (R, W, 2), (R, W)
         w2, b2 = params["output.weight"][:, 0], params["output.bias"]     # (R, W), (R, 1)
         h = self._activate(_dense(x, w1.transpose(1, 2), b1))
         return (h * w2[:, None]).sum(-1) + b2
+
+    def _logits_by_unit(self, params: dict[str, Tensor], x: Tensor) -> Tensor:
+        """`_logits` with the hidden layer unit-major (R, W, B): the same multiply-adds, ReLU and products
+        (elementwise, exactly rounded, so the layout changes no bit), each over the batch as one long row.
+        The sum over units is `_logits`' own, on the same (R, B, W) layout; at a width of at most 2 every
+        order gives the same value, so it is taken unit-major too (a zero logit may change sign, which no
+        decision `logit > 0` reads)."""
+        w1, b1 = params["hidden.weight"], params["hidden.bias"]
+        w2, b2 = params["output.weight"][:, 0], params["output.bias"]
+        xt = x.transpose(-1, -2).contiguous()                             # (2, B) or (R, 2, B)
+        h = torch.addcmul(b1[..., None], xt[..., 0, None, :], w1[..., 0, None])
+        h = self._activate(h.addcmul_(xt[..., 1, None, :], w1[..., 1, None])).mul_(w2[..., None])
+        return (h.sum(1) if h.shape[1] <= 2 else h.transpose(1, 2).contiguous().sum(-1)) + b2
 
 
 class TwoLayerBoolNet(nn.Module):

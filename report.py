@@ -5,6 +5,7 @@ the same folder, then renamed together, with Ctrl-C and SIGTERM held back during
 any failure before that leaves the previous unit as it was and no temporary file behind.
 """
 import csv
+import functools
 import hashlib
 import io
 import json
@@ -90,13 +91,24 @@ class Summary:
 
 # ----------------------------------------------------------------------------- intervals
 
+@functools.lru_cache(maxsize=4)
+def resampled(sizes: tuple[int, ...], resamples: int, seed: int) -> tuple[np.ndarray, ...]:
+    """The bootstrap's draws of indices for samples of these sizes, (resamples, size) each, in turn from one
+    generator seeded `seed`: the same for every interval of samples of the same sizes, so drawn once (a
+    run's notes ask for hundreds) and kept read-only."""
+    rng = np.random.default_rng(seed)
+    draws = tuple(rng.integers(0, n, (resamples, n)) for n in sizes)
+    for d in draws:
+        d.setflags(write=False)
+    return draws
+
+
 def bootstrap_mean_ci(scores: np.ndarray, resamples: int = BOOTSTRAP_RESAMPLES, seed: int = 0) -> tuple[float, float]:
     """95 % percentile-bootstrap interval of the mean (resampling rounds); NaN scores count as 0."""
     scores = np.nan_to_num(np.asarray(scores, dtype=float), nan=0.0)
     if len(scores) < 2:
         return float(scores.mean()), float(scores.mean())
-    rng = np.random.default_rng(seed)
-    means = scores[rng.integers(0, len(scores), (resamples, len(scores)))].mean(1)
+    means = scores[resampled((len(scores),), resamples, seed)[0]].mean(1)
     lo, hi = np.quantile(means, [0.025, 0.975])
     return float(lo), float(hi)
 
@@ -106,9 +118,10 @@ def difference_ci(a: np.ndarray, b: np.ndarray, paired: bool, resamples: int = B
     """Mean of a minus mean of b and its 95 % percentile-bootstrap interval. Paired: a[i] and b[i]
     come from one round and are resampled together; otherwise each sample is resampled on its own."""
     a, b = (np.nan_to_num(np.asarray(s, dtype=float), nan=0.0) for s in (a, b))
-    rng = np.random.default_rng(seed)
-    ia = rng.integers(0, len(a), (resamples, len(a)))
-    ib = ia if paired else rng.integers(0, len(b), (resamples, len(b)))
+    if paired:
+        ia = ib = resampled((len(a),), resamples, seed)[0]
+    else:
+        ia, ib = resampled((len(a), len(b)), resamples, seed)
     lo, hi = np.quantile(a[ia].mean(1) - b[ib].mean(1), [0.025, 0.975])
     return float(a.mean() - b.mean()), float(lo), float(hi)
 
@@ -444,9 +457,12 @@ def rows_of(stack, labels: list[tuple[str, int]], scored, keys: tuple = (), meas
     own (name, value) measurements, in round order."""
     scores, diverged = (t.tolist() for t in scored)
     own = measured if measured is not None else [()] * len(scores)
-    return [Row(model, sweep, group.template.final_size, r - group.start, scores[r], diverged[r], (*keys, *own[r]))
-            for group, (model, sweep) in zip(stack.groups if groups is None else groups, labels)
-            for r in range(group.start, group.stop)]
+    rows = []
+    for group, (model, sweep) in zip(stack.groups if groups is None else groups, labels):
+        size = group.template.final_size                    # counted once a group, not once a row
+        rows += [Row(model, sweep, size, r - group.start, scores[r], diverged[r], (*keys, *own[r]))
+                 for r in range(group.start, group.stop)]
+    return rows
 
 
 def score_module(net, x, y, metric) -> float:

@@ -296,6 +296,27 @@ def test_difference_interval_paired_and_unpaired():
     assert plo < 0 < phi
 
 
+def test_intervals_from_the_cached_draws_are_those_of_fresh_draws():
+    """report.resampled draws each bootstrap's indices once per sample sizes: every interval is the one a
+    fresh generator gives (drawn in the same order), whatever was asked before."""
+    def fresh_difference(a, b, paired):
+        rng = np.random.default_rng(0)
+        ia = rng.integers(0, len(a), (report.BOOTSTRAP_RESAMPLES, len(a)))
+        ib = ia if paired else rng.integers(0, len(b), (report.BOOTSTRAP_RESAMPLES, len(b)))
+        lo, hi = np.quantile(a[ia].mean(1) - b[ib].mean(1), [0.025, 0.975])
+        return float(a.mean() - b.mean()), float(lo), float(hi)
+
+    rng = np.random.default_rng(2)
+    for n, m in ((40, 40), (40, 25), (25, 40), (40, 40)):
+        a, b = rng.random(n), rng.random(m)
+        for paired in (True, False) if n == m else (False,):
+            assert report.difference_ci(a, b, paired) == fresh_difference(a, b, paired)
+        means = a[np.random.default_rng(0).integers(0, n, (report.BOOTSTRAP_RESAMPLES, n))].mean(1)
+        assert report.bootstrap_mean_ci(a) == tuple(float(q) for q in np.quantile(means, [0.025, 0.975]))
+    with pytest.raises(ValueError):
+        report.resampled((40,), report.BOOTSTRAP_RESAMPLES, 0)[0][0, 0] = 1                 # read-only
+
+
 def test_table_shows_no_interval_for_a_single_fixed_network():
     rows = [report.Row("Naive", 1, 6, r, s) for r, s in enumerate([0.5, 1.0, 1.0])] + [report.Row("hardcoded", 1, 5, 0, 1.0)]
     naive, hard = report.table(report.summarize(rows, 1.0)).splitlines()[1:]

@@ -63,6 +63,26 @@ def test_thresholds_fitted_by_hand():
     assert M.accuracy_of(noisy, torch.tensor([0.0, 1.0, 0.0, 1.0]), threshold, direction).item() == 0.75
 
 
+def test_the_fast_sort_of_the_thresholds_is_argsorts_bit_for_bit(monkeypatch):
+    """sorted_rows (numpy's sort of keys that carry the labels) orders every row as by_argsort does, ties,
+    -0.0, infinities and NaN included: rows whose order a tie or NaN leaves open are argsorted themselves.
+    The thresholds fitted through it are those fitted through by_argsort."""
+    gen = torch.Generator().manual_seed(8)
+    values = torch.randn(64, 300, generator=gen)
+    values[:16] = torch.randint(-3, 4, (16, 300), generator=gen).float() / 2     # many ties of mixed labels
+    values[16, :5] = torch.tensor([0.0, -0.0, 0.0, -0.0, -0.0])
+    values[17, 3], values[18, 7], values[19, :2] = float("nan"), float("-inf"), float("inf")
+    values[20, 9] = -float("nan")
+    labels = (torch.rand(64, 300, generator=gen) < 0.5).float()
+    fast, plain = M.sorted_rows(values, labels), M.by_argsort(values, labels)
+    for a, b in zip(fast, plain):
+        assert torch.equal(a.view(torch.int32), b.view(torch.int32))              # bits, -0.0 and NaN alike
+    fitted = M.fit_thresholds(values, labels)
+    monkeypatch.setattr(M, "sorted_rows", M.by_argsort)
+    plain = M.fit_thresholds(values, labels)
+    assert all(torch.equal(a.view(torch.int32), b.view(torch.int32)) for a, b in zip(fitted, plain))
+
+
 def trained_cnn(n=4, rounds=6, steps=40):
     s = dataclasses.replace(eval_cnn.PROTOCOL, rounds=rounds, steps=steps)
     gen = torch.Generator().manual_seed(0)
@@ -236,8 +256,26 @@ def test_every_groups_filters_alone_together_are_each_groups_alone():
     anatomy = M.Filters(s, M.FilterChoice(selection=50), torch.Generator().manual_seed(3))
     stack = engine.init_stack([NaiveCNN(1), NaiveCNN(3), NaiveCNN(6)], 6, torch.Generator().manual_seed(4))
     together = anatomy.alone(stack, anatomy.validation)
-    for g, (selected, validated) in zip(stack.groups, together):
+    for i, g in enumerate(stack.groups):
         w = M.filters(stack.group_params(g))
         own = M.filters_alone(w, anatomy.selection.data(0, 6), anatomy.validation.data(0, 6))
+        selected, validated = (on.alone[i] for on in together)
         assert selected.shape == (6, g.template.conv.out_channels)
         assert torch.allclose(selected, own[0]) and torch.allclose(validated, own[1])
+
+
+@pytest.mark.parametrize("sizes", [(1, 2, 5, 7), (1, 1, 1)])           # all filters pooled by bmm, or in blocks
+def test_the_networks_scored_from_their_filters_alone_responses_are_scored_as_engine_evaluate_scores_them(sizes):
+    """Filters.alone scores every network from the pooled responses its filters alone were measured on: the
+    same scores and diverged flags, bit for bit, as engine.evaluate gives on the selection and validation sets
+    (40 rounds: a whole chunk and a part)."""
+    s = dataclasses.replace(eval_cnn.PROTOCOL, rounds=40).check()
+    anatomy = M.Filters(s, M.FilterChoice(selection=60), torch.Generator().manual_seed(6))
+    stack = engine.init_stack([NaiveCNN(n) for n in sizes], 40, torch.Generator().manual_seed(7))
+    with torch.no_grad():
+        stack.params["decision.bias"][45] = float("nan")                # one diverged round of group 2
+    on_selection, on_validation = anatomy.alone(stack, anatomy.validation)
+    for on, scorer in ((on_selection, anatomy.selection), (on_validation, anatomy.validation)):
+        expected = scorer(stack)
+        assert torch.equal(on.scored[0], expected[0]) and torch.equal(on.scored[1], expected[1])
+    assert on_validation.scored[1].sum() == 1 and on_validation.scored[1][45]

@@ -129,3 +129,24 @@ def test_the_shared_path_in_blocks_of_the_batch_is_the_whole_batch_bit_for_bit(m
     monkeypatch.setattr(models, "BLOCK_ELEMENTS", 7 * 5 * 3)                # blocks of 7 sequences
     assert torch.equal(models._max_conv_shared(x, w), whole)
     assert torch.equal(whole, models._conv_per_round(x.expand(5, *x.shape), w).amax(-1))
+
+
+@pytest.mark.parametrize("shared", [True, False])
+@pytest.mark.parametrize("activation", ["relu", "leaky", "softplus"])
+def test_naive_bool_nets_without_autograd_in_blocks_of_the_batch_are_the_whole_batch_bit_for_bit(shared, activation,
+                                                                                                  monkeypatch):
+    """NaiveBoolNet.stacked_forward takes a large batch (a test set) a cache-sized block at a time when no
+    gradient is needed, its hidden layer unit-major (ReLU, leaky ReLU): the same logits as the whole batch at
+    once, batch-major (the path training takes), at every width (in training mode too: softplus)."""
+    import models
+    gen = torch.Generator().manual_seed(9)
+    monkeypatch.setattr(models, "BLOCK_ELEMENTS", 7 * 3 * 6)                # blocks of 7 points at width 6
+    for width in (1, 2, 3, 6, 22):
+        for training in (False, True):
+            net = NaiveBoolNet(width, activation=activation).train(training)
+            params = {k: torch.randn(3, *v.shape, generator=gen) for k, v in net.named_parameters()}
+            x = torch.randn(*(() if shared else (3,)), 301, 2, generator=gen)
+            whole = net.stacked_forward(params, x)                      # autograd on: one pass, no blocks
+            with torch.no_grad():
+                blocked = net.stacked_forward(params, x)
+            assert blocked.shape == (3, 301) and torch.equal(blocked, whole.detach())
