@@ -324,17 +324,43 @@ def run_info(prog: str, args: argparse.Namespace, dev: torch.device, command: st
 # ----------------------------------------------------------------------------- running the jobs
 
 @dataclass
+class Shown:
+    """A figure as a run shows it: its summaries, CSV text, PNG and printed lines (its table or divergence
+    lines, its notes)."""
+    summaries: list[report.Summary]
+    text: str
+    png: bytes
+    printed: list[str]
+
+
+def shown(job: Job, rows: dict[str, list[report.Row]]) -> dict[str, Shown]:
+    """Each figure of a job as its rows show it (drawn where the job ran: side by side, beside the others)."""
+    solved_at, out = job.settings.solved_at, {}
+    for f in job.figures:
+        summaries = report.summarize(rows[f.name], solved_at, f.columns, report.deciding(f))
+        png = f.render(summaries, rows[f.name], solved_at) if f.render else report.plot(summaries, f, solved_at)
+        printed = [report.table(summaries, f.columns) if f.table else report.divergence_lines(summaries, f.columns)]
+        if f.name in job.notes:
+            printed.append(job.notes[f.name](rows[f.name], solved_at))
+        out[f.name] = Shown(summaries, report.csv_text(rows[f.name], f.columns), png, printed)
+    return out
+
+
+@dataclass
 class Ran:
-    """A job's rows (by figure), how long it took and on how many intra-op threads."""
+    """A job's rows (by figure), how long it took (the run, not its figures) and on how many intra-op
+    threads, and its figures as shown."""
     rows: dict[str, list[report.Row]]
     seconds: float
     threads: int
+    shown: dict[str, Shown]
 
 
 def ran(job: Job, dev: torch.device, seed: int) -> Ran:
     start = time.perf_counter()
     rows = job.run(torch.Generator(dev).manual_seed(seed))
-    return Ran(rows, time.perf_counter() - start, torch.get_num_threads())
+    seconds = time.perf_counter() - start
+    return Ran(rows, seconds, torch.get_num_threads(), shown(job, rows))
 
 
 def side_by_side(jobs: list[Job], dev: torch.device) -> bool:
@@ -474,25 +500,22 @@ def execute(prog: str, jobs: list[Job], args: argparse.Namespace, argv: list[str
             if job.expected is not None:
                 for f in job.figures:
                     check_groups(src / f"{f.name}.csv", rows[f.name], job.expected(job.settings))
+            views = shown(job, rows)
         else:
             result = next(results)
-            rows = result.rows
+            views = result.shown
             done = {**run_info(prog, args, dev, command, result), "settings": job.recorded()}
             info = {f.name: {**done, "figure": f.name} for f in job.figures}
         for f in job.figures:
-            summaries = report.summarize(rows[f.name], solved_at, f.columns, report.deciding(f))
-            text = report.csv_text(rows[f.name], f.columns)
-            record = {**info[f.name], "diverged": report.divergence(summaries, f.columns)}
+            view = views[f.name]
+            record = {**info[f.name], "diverged": report.divergence(view.summaries, f.columns)}
             if not args.plot_only:
-                record["csv_sha256"] = report.digest(text)
-            drawn = f.render(summaries, rows[f.name], solved_at) if f.render else report.plot(summaries, f, solved_at)
-            files[out / f"{f.name}.png"] = drawn
+                record["csv_sha256"] = report.digest(view.text)
+            files[out / f"{f.name}.png"] = report.write_bytes(view.png)
             if src != out or not args.plot_only:        # a redraw in place leaves the run's CSV and JSON as they are
-                files[out / f"{f.name}.csv"] = report.write_text(text)
+                files[out / f"{f.name}.csv"] = report.write_text(view.text)
                 files[out / f"{f.name}.json"] = report.write_text(report.json_text(record))
-            print(report.table(summaries, f.columns) if f.table else report.divergence_lines(summaries, f.columns))
-            if f.name in job.notes:
-                print(job.notes[f.name](rows[f.name], solved_at))
+            print(*view.printed, sep="\n")
     sys.stdout.flush()                                  # what cannot be printed stops the run before any write
     out.mkdir(parents=True, exist_ok=True)
     report.write_unit(files)

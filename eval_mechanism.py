@@ -261,6 +261,7 @@ class Results:
     rows: list[report.Row]
     solved_at: float
     e: ModuleType
+    columns: dict[tuple[str, str], dict[int, np.ndarray]] = dataclasses.field(default_factory=dict, repr=False)
 
     @functools.cached_property
     def grouped(self) -> dict[str, dict[int, np.ndarray]]:
@@ -271,9 +272,11 @@ class Results:
         return self.grouped.get(model, {})
 
     def column(self, model: str, name: str) -> dict[int, np.ndarray]:
-        """A measurement column of a model's rows per sweep value, in round order."""
-        return report.by_model([dataclasses.replace(r, score=r.get(name)) for r in self.rows if r.model == model]
-                               ).get(model, {})
+        """A measurement column of a model's rows per sweep value, in round order (each gathered once)."""
+        if (model, name) not in self.columns:
+            rows = [dataclasses.replace(r, score=r.get(name)) for r in self.rows if r.model == model]
+            self.columns[model, name] = report.by_model(rows).get(model, {})
+        return self.columns[model, name]
 
     def solved(self, model: str) -> dict[int, np.ndarray]:
         return {n: v >= self.solved_at for n, v in self.scores(model).items()}

@@ -247,6 +247,11 @@ def write_text(text: str) -> Callable[[Path], None]:
     return lambda tmp: tmp.write_text(text)
 
 
+def write_bytes(data: bytes) -> Callable[[Path], None]:
+    """A writer of `data` (a figure's PNG) for `write_unit`."""
+    return lambda tmp: tmp.write_bytes(data)
+
+
 def read_csv(path: Path, models: tuple[str, ...] = MODELS, columns: tuple[Column, ...] = ()) -> list[Row]:
     """Read a results CSV as this project writes it, with the columns `columns` declares after the common
     ones (checked by name and type); any defect raises DataError with a one-line reason."""
@@ -342,7 +347,7 @@ class Figure:
                                      # where the file declares it (a study's figure made from this one may not)
     styles: tuple[tuple[str, dict], ...] = ()   # (series, matplotlib style) beyond the defaults
     table: bool = True               # print the table (a long grid prints its notes only)
-    render: Callable[[list[Summary], list[Row], float], Callable[[Path], None]] | None = None  # a figure of its own
+    render: Callable[[list[Summary], list[Row], float], bytes] | None = None  # a figure of its own: its PNG
 
 
 def deciding(figure: Figure) -> str:
@@ -388,9 +393,9 @@ STYLE = {"Naive": dict(color="C0", marker="o"), "RandomConv": dict(color="C1", m
          "hardcoded": dict(color="red", marker="x", linestyle="none", markersize=10, mew=2)}
 
 
-def plot(summaries: list[Summary], fig_spec: Figure, solved_at: float) -> Callable[[Path], None]:
+def plot(summaries: list[Summary], fig_spec: Figure, solved_at: float) -> bytes:
     """A row of two panels per view: the mean score with its 95 % interval, the solved share with its own;
-    returns the writer of its PNG, for `write_unit`."""
+    returns its PNG."""
     scale = 100.0 if fig_spec.percent else 1.0
     rows = len(fig_spec.views)
     fig, axes = canvas(rows, 2, (12, 4.8 * rows))
@@ -443,9 +448,11 @@ def canvas(rows: int, cols: int, size: tuple[float, float]):
     return fig, fig.subplots(rows, cols, squeeze=False)
 
 
-def png(fig) -> Callable[[Path], None]:
-    """The one writer of every figure's PNG, for `write_unit`."""
-    return lambda tmp: fig.savefig(tmp, format="png", dpi=110)
+def png(fig) -> bytes:
+    """Every figure's PNG, as the one place that draws it."""
+    buffer = io.BytesIO()
+    fig.savefig(buffer, format="png", dpi=110)
+    return buffer.getvalue()
 
 
 # ----------------------------------------------------------------------------- rows of a trained stack

@@ -1,7 +1,7 @@
 """A study's experiments run side by side on the CPU (cli.run_jobs): one forked process per job beyond the
-first, each on its share of the intra-op threads. The rows and what a job adds to its record come back as
-if the jobs had run one after the other; an error in a forked job is raised in the parent as itself; a job
-whose process dies leaves a clear error, and no process behind."""
+first, each on its share of the intra-op threads, its figures drawn there. The rows, figures and what a job
+adds to its record come back as if the jobs had run one after the other; an error in a forked job is raised
+in the parent as itself; a job whose process dies leaves a clear error, and no process behind."""
 import os
 import signal
 
@@ -14,17 +14,22 @@ import interrupts
 import report
 
 
-def job(name: str, body) -> cli.Job:
-    figure = report.Figure(name=name, title=name, ylabel="", solved_label="", views=())
+def job(name: str, body, render=lambda summaries, rows, solved_at: b"") -> cli.Job:
+    figure = report.Figure(name=name, title=name, ylabel="", solved_label="", views=(), render=render)
     return cli.Job((figure,), eval_cnn.PROTOCOL, eval_cnn.PROTOCOL, body)
 
 
 def drawing(name: str):
-    """A job whose rows come from its generator and whose record says which process ran it."""
+    """A job whose rows come from its generator and whose record says which process ran it and which drew
+    its figure."""
     def body(gen: torch.Generator):
         made.record.update(pid=os.getpid(), threads=torch.get_num_threads())
         return {name: [report.Row(name, 1, 5, r, float(v)) for r, v in enumerate(torch.rand(4, generator=gen))]}
-    made = job(name, body)
+
+    def render(summaries, rows, solved_at):
+        made.record.update(drawn_by=os.getpid())
+        return f"{name}: {len(rows)} rows".encode()
+    made = job(name, body, render)
     return made
 
 
@@ -42,6 +47,8 @@ def test_jobs_side_by_side_give_what_they_give_one_after_the_other(two_threads):
     assert cli.side_by_side(jobs, cpu)
     together = cli.run_jobs(jobs, cpu, seed=3)
     assert jobs[0].record["pid"] == os.getpid() != jobs[1].record["pid"]      # the second ran in a fork
+    assert [j.record["drawn_by"] for j in jobs] == [j.record["pid"] for j in jobs]   # and was drawn there
+    assert [r.shown[n].png for r, n in zip(together, "ab")] == [b"a: 4 rows", b"b: 4 rows"]
     assert jobs[0].record["threads"] == jobs[1].record["threads"] == 1          # each on its share
     assert torch.get_num_threads() == 2 and not interrupts.CHILDREN             # restored, reaped
     alone = [cli.ran(j, cpu, 3) for j in [drawing("a"), drawing("b")]]

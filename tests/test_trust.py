@@ -170,16 +170,14 @@ def test_a_failing_rename_puts_the_old_files_back(committed, monkeypatch):
 
 def test_an_exception_while_writing_leaves_the_previous_unit_and_no_temporary_file(committed, monkeypatch):
     before = snapshot(committed)
-    real = report.plot
+    real = report.write_bytes
 
-    def interrupted(*args):
-        draw = real(*args)
-
+    def interrupted(data):
         def write(tmp):
-            draw(tmp)
+            real(data)(tmp)
             raise KeyboardInterrupt
         return write
-    monkeypatch.setattr(report, "plot", interrupted)
+    monkeypatch.setattr(report, "write_bytes", interrupted)
     with pytest.raises(KeyboardInterrupt):
         main("eval_cnn.py", "--quick", "--rounds", 2, "--steps", 5, "--seed", 1, "--out", "plots")
     assert snapshot(committed) == before
