@@ -155,6 +155,21 @@ def test_n50_interval_covers_and_follows_the_data():
     assert lo <= mid <= hi and lo < S.independent_n50(0.2) < hi
 
 
+@pytest.mark.parametrize("block", [S.RESAMPLE_BLOCK, 300])
+def test_n50_interval_draws_the_rounds_of_one_count_after_another(monkeypatch, block):
+    """Drawn many resamples at once (three at a time when the block is made small), the bootstrap gives the
+    numbers of drawing each resample of each count in turn, counts of unequal rounds included (drawn count by
+    count, all resamples of one count first, the interval would differ here)."""
+    rng = np.random.default_rng(1)
+    solved = {n: rng.random(rounds) < 1 - 0.8 ** n for n, rounds in ((1, 31), (2, 23), (4, 40))}
+    draw = np.random.default_rng(0)
+    resampled = [S.n50({n: float(v[draw.integers(0, len(v), len(v))].mean()) for n, v in solved.items()})
+                 for _ in range(S.RESAMPLES)]
+    lo, hi = np.quantile(resampled, [0.025, 0.975], method="inverted_cdf")
+    monkeypatch.setattr(S, "RESAMPLE_BLOCK", block)
+    assert S.n50_interval(solved) == (S.n50({n: float(v.mean()) for n, v in solved.items()}), float(lo), float(hi))
+
+
 def law_rows(p: float, rounds: int, counts, seed: int = 0, shrink: float = 1.0) -> list[report.Row]:
     """Rows of networks solved as n independent tries of probability p would be (each try a filter);
     `shrink` < 1 makes every filter after the first a try of probability p * shrink."""
