@@ -496,7 +496,8 @@ def render(summaries: list[report.Summary], rows: list[report.Row], solved_at: f
     top = max(n for a in arms_ for n in a.solved)
     cols = 4
     extra = 2 * len(families) + 1
-    fig, axes = report.canvas(-(-(len(patterns) + extra) // cols), cols, (4.6 * cols, 3.9 * -(-(len(patterns) + extra) // cols)))
+    fig, axes = report.canvas(-(-(len(patterns) + extra) // cols), cols, (4.6 * cols, 3.9 * -(-(len(patterns) + extra) // cols)),
+                              left=0.8, wgap=0.8)                       # panels as wide as their titles need
     axes = axes.flatten()
     for ax, pattern in zip(axes, patterns):
         panel_law(ax, pattern, arms_, solved_at)
@@ -510,7 +511,6 @@ def render(summaries: list[report.Summary], rows: list[report.Row], solved_at: f
         ax.set_visible(False)
     fig.text(0.5, 0.003, f"solved: validation accuracy >= {solved_at:g} on each round's own 1000 pairs; bands and bars: "
              "95 % intervals (shares: Wilson; n50 and means: bootstrap over rounds)", ha="center", fontsize=8, color="0.4")
-    fig.tight_layout(rect=(0, 0.015, 1, 1))
     return report.png(fig)
 
 
