@@ -1,8 +1,10 @@
 """Experiment 1 generalised to any pattern, the scaling study (patterns every filter can see, the law,
 n50, detectors, budgets as checkpoints, flags), and experiment 2's bounded training data."""
 import dataclasses
+import io
 import json
 import math
+from contextlib import redirect_stdout
 
 import numpy as np
 import pytest
@@ -15,6 +17,7 @@ import eval_bool
 import eval_cnn
 import eval_scaling as S
 import report
+from background import background
 from models import NaiveCNN, _conv_per_round, _max_conv_per_round, hardcoded_cnn
 
 PATTERNS = ["1101", "1", "11", "101", "10001", "1111", "11000000", "0110", "1011011"]
@@ -266,14 +269,19 @@ def test_bad_flags_exit_2_with_one_line_naming_only_this_scripts_flags(argv, mes
 QUICK = ["--quick", "--rounds", "4", "--steps", "30", "--max-length", "4"]   # one pattern of each family
 
 
-@pytest.fixture(scope="module")
-def quick_run(tmp_path_factory):
-    out = tmp_path_factory.mktemp("scaling")
-    assert cli.main(S.arguments(), S.jobs, [*QUICK, "--out", str(out)]) == 0
-    return out
+@background
+def scaling_quick_run(folder):
+    """One quick run through the command line, then `--plot-only` on its files: (its folder, what the redraw
+    printed)."""
+    assert cli.main(S.arguments(), S.jobs, [*QUICK, "--out", str(folder), "--device", "cpu"]) == 0
+    printed = io.StringIO()
+    with redirect_stdout(printed):
+        assert cli.main(S.arguments(), S.jobs, [*QUICK, "--plot-only", "--out", str(folder)]) == 0
+    return folder, printed.getvalue()
 
 
-def test_quick_run_writes_declared_columns_and_records_only_what_it_trains(quick_run):
+def test_quick_run_writes_declared_columns_and_records_only_what_it_trains(scaling_quick_run):
+    quick_run, _ = scaling_quick_run
     rows = report.read_csv(quick_run / "scaling_cnn.csv", S.FIGURE.models, S.FIGURE.columns)
     trained = ["1001", "1101", "1100"]                                    # inside, three, tail
     assert {r.model for r in rows} == {"Naive"} and {r.sweep for r in rows} == {1, 2}
@@ -290,9 +298,8 @@ def test_quick_run_writes_declared_columns_and_records_only_what_it_trains(quick
     assert (quick_run / "scaling_cnn.png").stat().st_size > 10_000
 
 
-def test_quick_run_replots_from_its_csv(quick_run, capsys):
-    assert cli.main(S.arguments(), S.jobs, [*QUICK, "--plot-only", "--out", str(quick_run)]) == 0
-    printed = capsys.readouterr().out
+def test_quick_run_replots_from_its_csv(scaling_quick_run):
+    _, printed = scaling_quick_run
     assert "n50 at 30 steps, protocol rates" in printed and "n50 at 120 steps, tuned rates" in printed
     assert "| inside | `1001` |" in printed
 
