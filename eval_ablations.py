@@ -317,7 +317,8 @@ def chosen_figure(script: ModuleType, study: Study):
         chosen, momenta = choices(rows, study.criterion, solved_at), with_momentum(rows)
         lengths = list(dict.fromkeys(s for _, _, s in chosen))
         models = list(dict.fromkeys(m for m, _, _ in chosen))
-        fig, axes = report.canvas(len(lengths), 2, (15, 0.5 * len(models) * len(lengths) + 2.5 * len(lengths)))
+        fig, axes = report.canvas(len(lengths), 2, (15, 0.5 * len(models) * len(lengths) + 2.5 * len(lengths)),
+                                  left=1.7, wgap=1.7, bottom=0.6)          # room for the variants' names
         for steps, (left, right) in zip(lengths, axes):
             at = sorted({n for _, n, s in chosen if s == steps})
             image = np.full((len(models), len(at)), np.nan)
@@ -344,7 +345,6 @@ def chosen_figure(script: ModuleType, study: Study):
             right.set(xticks=range(len(tuning.LR_GRID)), xticklabels=[f"{lr:g}" for lr in tuning.LR_GRID],
                       yticks=range(len(models)), yticklabels=models, xlabel="learning rate",
                       title=f"{steps} steps: share of grid rounds diverged")
-        fig.tight_layout()
         return report.png(fig)
     return render
 

@@ -658,7 +658,6 @@ def render(e: ModuleType):
                 ax.legend(fontsize=7)
         fig.text(0.5, 0.005, "bands and bars: 95 % intervals (shares: Wilson; means: bootstrap over rounds)",
                  ha="center", fontsize=8, color="0.4")
-        fig.tight_layout(rect=(0, 0.02, 1, 1))
         return report.png(fig)
     return drawn
 

@@ -56,6 +56,7 @@ SHORTEST = {"inside": 2, "three": 3, "tail": 2}
 GROWTH = 4                                   # each step budget is this many times the one before
 SAME_DETECTOR = 0.9                          # two detectors whose kernels have at least this cosine are one
 RESAMPLES = 2000
+RESAMPLE_BLOCK = 1 << 22                     # rounds drawn at once for the n50 bootstrap (32 MiB of indices)
 TUNED, PROTOCOL_RATE = "tuned", "protocol"
 COLUMNS = (report.Column("pattern", str), report.Column("steps", int, low=1), report.Column("rates", str),
            report.Column("lr", float, low=0),
@@ -337,10 +338,18 @@ def n50(shares: dict[int, float]) -> float:
 
 
 def n50_interval(solved: dict[int, np.ndarray], seed: int = 0) -> tuple[float, float, float]:
-    """n50 and its 95 % percentile-bootstrap interval (rounds resampled within each filter count)."""
+    """n50 and its 95 % percentile-bootstrap interval (rounds resampled within each filter count). The rounds
+    of many resamples are drawn in one call, in the order (and so the numbers) of drawing them one count at a
+    time: each resample, each count in turn, each count's draws bounded by its own number of rounds."""
     rng = np.random.default_rng(seed)
-    draws = [n50({n: float(v[rng.integers(0, len(v), len(v))].mean()) for n, v in solved.items()})
-             for _ in range(RESAMPLES)]
+    lengths = [len(v) for v in solved.values()]
+    highs, ends = np.repeat(lengths, lengths), np.cumsum(lengths)
+    block = max(1, RESAMPLE_BLOCK // len(highs))
+    draws = []
+    for start in range(0, RESAMPLES, block):
+        picks = rng.integers(0, np.tile(highs, (min(block, RESAMPLES - start), 1)))
+        shares = [v[picks[:, end - len(v):end]].mean(axis=1).tolist() for v, end in zip(solved.values(), ends)]
+        draws += [n50(dict(zip(solved, resample))) for resample in zip(*shares)]
     lo, hi = np.quantile(draws, [0.025, 0.975], method="inverted_cdf")      # an order statistic: inf stays inf
     return n50({n: float(v.mean()) for n, v in solved.items()}), float(lo), float(hi)
 
@@ -389,11 +398,14 @@ class Arm:
 
 def law(rows: list[report.Row], solved_at: float) -> list[Arm]:
     scores, detectors, distinct = grouped(rows), grouped(rows, "detectors"), grouped(rows, "distinct")
+    members: dict[tuple[str, int, str], list[report.Row]] = {}
+    for r in rows:
+        members.setdefault(arm(r), []).append(r)
     out = []
     for key, by_n in scores.items():
         solved = {n: v >= solved_at for n, v in by_n.items()}
         p = None if 1 not in solved else (float(solved[1].mean()), *report.wilson_ci(int(solved[1].sum()), len(solved[1])))
-        mine = [r for r in rows if arm(r) == key]
+        mine = members[key]
         stopped = [r for r in mine if r.get("trained") < r.get("steps")]
         out.append(Arm(*key, {r.sweep: r.get("lr") for r in mine}, solved, p, n50_interval(solved),
                        None if p is None else (independent_n50(p[0]), independent_n50(p[2]), independent_n50(p[1])),
@@ -561,7 +573,8 @@ def render(summaries: list[report.Summary], rows: list[report.Row], solved_at: f
     top = max(n for a in arms_ for n in a.solved)
     cols = 4
     extra = 2 * len(families) + 1
-    fig, axes = report.canvas(-(-(len(patterns) + extra) // cols), cols, (4.6 * cols, 3.9 * -(-(len(patterns) + extra) // cols)))
+    fig, axes = report.canvas(-(-(len(patterns) + extra) // cols), cols, (4.6 * cols, 3.9 * -(-(len(patterns) + extra) // cols)),
+                              left=0.8, wgap=0.8)                       # panels as wide as their titles need
     axes = axes.flatten()
     for ax, pattern in zip(axes, patterns):
         panel_law(ax, pattern, arms_, solved_at)
@@ -575,7 +588,6 @@ def render(summaries: list[report.Summary], rows: list[report.Row], solved_at: f
         ax.set_visible(False)
     fig.text(0.5, 0.003, f"solved: validation accuracy >= {solved_at:g} on each round's own 1000 pairs; bands and bars: "
              "95 % intervals (shares: Wilson; n50 and means: bootstrap over rounds)", ha="center", fontsize=8, color="0.4")
-    fig.tight_layout(rect=(0, 0.015, 1, 1))
     return report.png(fig)
 
 

@@ -1,6 +1,9 @@
+import gc
 import io
+import multiprocessing
 import os
 import sys
+from concurrent.futures import ProcessPoolExecutor
 from contextlib import redirect_stdout
 from pathlib import Path
 
@@ -16,11 +19,17 @@ sys.path.insert(0, str(ROOT))
 
 import torch  # noqa: E402
 
+import background  # noqa: E402
 import cli  # noqa: E402
 import eval_bool  # noqa: E402
 import eval_cnn  # noqa: E402
 
 torch.set_num_threads(1)
+
+# A full collection walks every object of this process (torch, matplotlib, the shared runs): at Python's default
+# thresholds, a figure's many short-lived objects set off dozens of them, a quarter of a second each. Collect less
+# often (what is freed is the same).
+gc.set_threshold(10_000)
 
 
 # ----------------------------------------------------------------------------- runs shared by several modules
@@ -61,3 +70,23 @@ def redrawn(quick_runs):
         code, printed = faithful_run(script, "--quick", "--plot-only", "--out", folder)
         out[script] = (code, printed, before, {p.name: p.read_bytes() for p in folder.iterdir()})
     return out
+
+
+# ----------------------------------------------------------------------------- work in the background
+
+def pytest_collection_modifyitems(items):
+    """The tests that read background work (background.py) run last: by then it is done."""
+    items.sort(key=lambda item: any(name in background.WORK for name in item.fixturenames))
+
+
+@pytest.fixture(scope="session", autouse=True)
+def started(request, tmp_path_factory):
+    """The background work the selected tests read, submitted as the session starts, in the order they first
+    read it, to two processes forked from this one: {name: its future}."""
+    names = dict.fromkeys(n for item in request.session.items for n in item.fixturenames if n in background.WORK)
+    if not names:
+        yield {}
+        return
+    with ProcessPoolExecutor(2, mp_context=multiprocessing.get_context("fork"), initializer=background.quiet) as pool:
+        yield {name: pool.submit(background.run, name, tmp_path_factory.mktemp(name)) for name in names}
+        pool.shutdown(cancel_futures=True)

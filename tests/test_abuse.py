@@ -14,6 +14,7 @@ import cli
 import eval_bool
 import eval_cnn
 import report
+from background import background
 
 ROOT = Path(__file__).resolve().parents[1]
 CORPUS = Path(__file__).resolve().parent / "tampered"
@@ -78,16 +79,23 @@ def test_a_failing_second_experiment_leaves_the_first_ones_files_untouched(tmp_p
     assert "second experiment failed" in capsys.readouterr().err
 
 
-def test_output_that_cannot_be_printed_stops_the_run_before_any_file_is_written(tmp_path):
-    """stdout on a full device: the tables cannot be printed, the run stops with status 1, and what the
-    message says about the files is true: none was written."""
+@background
+def printing_to_a_full_device(folder: Path):
+    """A quick run of eval_cnn.py, its stdout on a full device: how it ended, and what it left in its folder."""
     with open("/dev/full", "w") as full:
         done = subprocess.run([sys.executable, "eval_cnn.py", "--quick", "--rounds", "2", "--max-filters", "1", "--steps", "2",
-                               "--out", str(tmp_path)],
+                               "--out", str(folder)],
                               cwd=ROOT, stdout=full, stderr=subprocess.PIPE, text=True, timeout=120)
+    return done, list(folder.iterdir())
+
+
+def test_output_that_cannot_be_printed_stops_the_run_before_any_file_is_written(printing_to_a_full_device):
+    """stdout on a full device: the tables cannot be printed, the run stops with status 1, and what the
+    message says about the files is true: none was written."""
+    done, left = printing_to_a_full_device
     errors = [line for line in done.stderr.splitlines() if "error:" in line]       # (beside the progress bar)
     assert done.returncode == 1 and len(errors) == 1 and done.stderr.endswith(errors[0] + "\n"), done.stderr
-    assert "the previous files are untouched" in errors[0] and not list(tmp_path.iterdir())
+    assert "the previous files are untouched" in errors[0] and not left
 
 
 def test_a_failure_after_the_files_are_written_says_they_were(tmp_path, capsys, monkeypatch):

@@ -15,6 +15,7 @@ import cli
 import eval_bool
 import eval_cnn
 import report
+from background import background
 
 ROOT = Path(__file__).resolve().parents[1]
 SCRIPTS = {"cnn": eval_cnn, "bool": eval_bool}
@@ -166,16 +167,23 @@ def test_quick_run_on_cuda(script, tmp_path):
     assert report.read_csv(tmp_path / f"{name}.csv")
 
 
-def test_scripts_run_as_commands(tmp_path):
+@background
+def as_commands(folder: Path):
+    """eval_bool.py --help and eval_cnn.py with a bad flag, as commands: how they ended, and what was left."""
+    help_ = subprocess.run([sys.executable, "eval_bool.py", "--help"], cwd=ROOT, capture_output=True, text=True)
+    bad = subprocess.run([sys.executable, "eval_cnn.py", "--rounds", "0", "--out", str(folder / "out")], cwd=ROOT,
+                         capture_output=True, text=True)
+    return help_, bad, list(folder.iterdir())
+
+
+def test_scripts_run_as_commands(as_commands):
     """The real entry points: --help works; bad input gives one line and status 2, no traceback, nothing
     written (which values are bad, a nan among them, is checked in process: test_bad_input_exits_2_with_one_line,
     test_bad_sweep_bounds_exit_2)."""
-    help_ = subprocess.run([sys.executable, "eval_bool.py", "--help"], cwd=ROOT, capture_output=True, text=True)
+    help_, bad, left = as_commands
     assert help_.returncode == 0 and "(default: 50)" in help_.stdout
-    bad = subprocess.run([sys.executable, "eval_cnn.py", "--rounds", "0", "--out", str(tmp_path / "out")], cwd=ROOT,
-                         capture_output=True, text=True)
     assert bad.returncode == 2 and bad.stderr == "eval_cnn.py: error: --rounds must be a positive integer, got 0\n"
-    assert bad.stdout == "" and not list(tmp_path.iterdir())
+    assert bad.stdout == "" and not left
 
 
 # ----------------------------------------------------------------------------- CSV reading

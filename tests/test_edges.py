@@ -2,6 +2,7 @@
 folders when it is stopped, and a full disk told apart from bad input."""
 import contextlib
 import errno
+import io
 import itertools
 import json
 import os
@@ -18,6 +19,7 @@ import bench
 import cli
 import eval_cnn
 import report
+from background import background
 from childio import read_until
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -38,16 +40,23 @@ def assert_whole_unit(folder: Path) -> None:
 
 # ----------------------------------------------------------------------------- signals as a script ends
 
-def test_ctrl_c_just_after_wrote_leaves_a_finished_run(tmp_path):
-    """Unbuffered (-u), as on a terminal: "wrote" shows while the script still runs."""
-    proc = subprocess.Popen([sys.executable, "-u", "eval_cnn.py", *TINY, "--out", tmp_path], cwd=ROOT,
+@background
+def ctrl_c_just_after_wrote(folder: Path):
+    """A tiny run of eval_cnn.py given SIGINT as it says "wrote": its status and stderr."""
+    proc = subprocess.Popen([sys.executable, "-u", "eval_cnn.py", *TINY, "--out", folder], cwd=ROOT,
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE)
     read_until(proc.stdout, b"wrote")
     proc.send_signal(signal.SIGINT)
     err = proc.communicate(timeout=60)[1].decode()
-    assert proc.returncode == 0, err
+    return folder, proc.returncode, err
+
+
+def test_ctrl_c_just_after_wrote_leaves_a_finished_run(ctrl_c_just_after_wrote):
+    """Unbuffered (-u), as on a terminal: "wrote" shows while the script still runs."""
+    folder, returncode, err = ctrl_c_just_after_wrote
+    assert returncode == 0, err
     assert "interrupted" not in err and "Traceback" not in err
-    assert_whole_unit(tmp_path)
+    assert_whole_unit(folder)
 
 
 LATE_SIGNAL = """
@@ -103,8 +112,11 @@ def group_alive(pgid: int) -> bool:
     return True
 
 
-def test_a_stopped_bench_ends_its_run_and_removes_its_folder(tmp_path):
-    proc = subprocess.Popen([sys.executable, "bench.py", *BENCH_QUICK], cwd=ROOT, env={**os.environ, "TMPDIR": str(tmp_path)},
+@background
+def stopped_bench(folder: Path):
+    """bench.py (its temporary folders in `folder`) given SIGTERM once it has started a run: its status and
+    stderr, whether a process of its group outlived it, and what it left."""
+    proc = subprocess.Popen([sys.executable, "bench.py", *BENCH_QUICK], cwd=ROOT, env={**os.environ, "TMPDIR": str(folder)},
                             stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True, start_new_session=True)
     try:
         end = time.monotonic() + 60
@@ -113,13 +125,18 @@ def test_a_stopped_bench_ends_its_run_and_removes_its_folder(tmp_path):
             time.sleep(0.005)
         proc.send_signal(signal.SIGTERM)
         err = proc.communicate(timeout=60)[1]
-        assert (proc.returncode, err) == (130, interrupted("bench.py", signal.SIGTERM))
-        assert not group_alive(proc.pid), "a run of bench.py outlived it"
-        assert not list(tmp_path.glob("bench-*"))
+        return proc.returncode, err, group_alive(proc.pid), list(folder.glob("bench-*"))
     finally:
         with contextlib.suppress(ProcessLookupError):
-            os.killpg(proc.pid, signal.SIGKILL)          # whatever a failed check left running
+            os.killpg(proc.pid, signal.SIGKILL)          # whatever a failed step left running
         proc.wait()
+
+
+def test_a_stopped_bench_ends_its_run_and_removes_its_folder(stopped_bench):
+    returncode, err, alive, left = stopped_bench
+    assert (returncode, err) == (130, interrupted("bench.py", signal.SIGTERM))
+    assert not alive, "a run of bench.py outlived it"
+    assert not left
 
 
 # ----------------------------------------------------------------------------- a full disk
@@ -183,12 +200,20 @@ def test_no_room_for_out_is_a_full_disk_not_bad_input(no_room, new, capsys):
     assert capsys.readouterr().err == f"eval_cnn.py: error: No space left on device: {out}; the previous files are untouched\n"
 
 
-def test_bench_on_a_full_temp_dir_tells_how_its_run_ended(tmp_path, monkeypatch, capsys):
-    with tmpfs(tmp_path / "full", "size=64k") as full:
+@background
+def bench_on_a_full_temp_dir(folder: Path):
+    """bench.py's main with its temporary folders on a full tmpfs: its status and stderr, and what it left there."""
+    with tmpfs(folder / "full", "size=64k") as full, pytest.MonkeyPatch.context() as mp:
         fill(lambda n: (full / str(n)).write_bytes(bytes(1 << 14)))
-        monkeypatch.setattr(tempfile, "tempdir", str(full))
-        assert bench.main(BENCH_QUICK) == 1
-        err = capsys.readouterr().err
-        assert err.startswith("bench.py: error: eval_cnn.py --quick --steps 2 failed with status 1: "
-                              "eval_cnn.py: error: No space left on device") and err.count("\n") == 1
-        assert not list(full.glob("bench-*"))
+        mp.setattr(tempfile, "tempdir", str(full))
+        err = io.StringIO()
+        with contextlib.redirect_stderr(err):
+            status = bench.main(BENCH_QUICK)
+        return status, err.getvalue(), list(full.glob("bench-*"))
+
+
+def test_bench_on_a_full_temp_dir_tells_how_its_run_ended(bench_on_a_full_temp_dir):
+    returncode, err, left = bench_on_a_full_temp_dir
+    assert returncode == 1 and err.startswith("bench.py: error: eval_cnn.py --quick --steps 2 failed with status 1: "
+                                              "eval_cnn.py: error: No space left on device") and err.count("\n") == 1
+    assert not left

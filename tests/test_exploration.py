@@ -18,6 +18,7 @@ import eval_exploration as X
 import report
 import search
 import tuning
+from background import background
 from hypernet import Z_DIM
 
 torch.set_num_threads(1)          # tiny tensors on shared cores
@@ -252,17 +253,29 @@ QUICK = ["--quick", "--rounds", 4, "--steps", 20, "--tuning-rounds", 2, "--resta
          "--long-rounds", 2, "--long-tuning-rounds", 2, "--selection", 50, "--selection-growth", 2]
 
 
+@background
+def exploration_runs(folder):
+    """One quick run of each experiment, then `--plot-only` in its folder: {experiment: (its folder, the run's
+    status, what it printed, the redraw's status)}."""
+    out = {}
+    for name in X.SCRIPTS:
+        printed = io.StringIO()
+        with redirect_stdout(printed):
+            code = main(*QUICK, "--experiment", name, "--out", folder / name, "--device", "cpu")
+        with redirect_stdout(io.StringIO()):
+            redrawn = main(*QUICK, "--experiment", name, "--plot-only", "--out", folder / name)
+        out[name] = (folder / name, code, printed.getvalue(), redrawn)
+    return out
+
+
 @pytest.fixture(scope="module", params=["cnn", "bool"])
-def quick(request, tmp_path_factory):
-    """One quick run of each experiment (files and what it printed), and the settings and study settings its
+def quick(request, exploration_runs):
+    """The quick run of each experiment (its folder and what it printed), and the settings and study settings its
     flags give (x, s, o)."""
-    out = tmp_path_factory.mktemp(f"exploration_{request.param}")
-    argv = [*QUICK, "--experiment", request.param]
-    printed = io.StringIO()
-    with redirect_stdout(printed):
-        assert main(*argv, "--out", out, "--device", "cpu") == 0
-    job, = X.jobs(X.arguments().parse_args([str(a) for a in argv]))
-    return X.SCRIPTS[request.param], job.settings, job.study, out, printed.getvalue()
+    out, code, printed, _ = exploration_runs[request.param]
+    assert code == 0
+    job, = X.jobs(X.arguments().parse_args([str(a) for a in (*QUICK, "--experiment", request.param)]))
+    return X.SCRIPTS[request.param], job.settings, job.study, out, printed
 
 
 def read(quick, which=""):
@@ -365,9 +378,9 @@ def test_printed_comparisons(quick):
     assert "oracle - chosen" in printed and "rates by criterion on the tuning rounds" in printed
 
 
-def test_plot_only_redraws(quick):
-    x, _, _, out, _ = quick
-    assert main(*QUICK, "--plot-only", "--experiment", x.NAME, "--out", out) == 0
+def test_plot_only_redraws(quick, exploration_runs):
+    x, *_ = quick
+    assert exploration_runs[x.NAME][3] == 0
 
 
 # ----------------------------------------------------------------------------- flags

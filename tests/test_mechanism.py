@@ -19,6 +19,7 @@ import eval_bool
 import eval_cnn
 import eval_mechanism as M
 import report
+from background import background
 from models import NaiveBoolNet, NaiveCNN
 
 torch.set_num_threads(1)
@@ -34,11 +35,23 @@ def run_study(argv: list[str]) -> tuple[int, str, str]:
 QUICK = ["--quick", "--rounds", "4", "--steps", "30"]
 
 
+@background
+def mechanism_runs(folder):
+    """One quick run of each experiment, shared by every test that reads its files or its notes, then
+    `--plot-only` on its files; and a quick cnn run at a learning rate that diverges: {which: (its folder, status,
+    stdout, stderr)}."""
+    runs = {"quick": (folder / "quick", *run_study([*QUICK, "--out", str(folder / "quick"), "--device", "cpu"]))}
+    runs["redrawn"] = (folder / "quick", *run_study([*QUICK, "--plot-only", "--out", str(folder / "quick")]))
+    runs["diverged"] = (folder / "diverged",
+                        *run_study([*QUICK, "--lr", "1e30", "--experiment", "cnn", "--out", str(folder / "diverged"),
+                                    "--device", "cpu"]))
+    return runs
+
+
 @pytest.fixture(scope="module")
-def quick(tmp_path_factory):
-    """One quick run of each experiment, shared by every test that reads its files or its notes."""
-    folder = tmp_path_factory.mktemp("mechanism")
-    code, printed, err = run_study([*QUICK, "--out", str(folder)])
+def quick(mechanism_runs):
+    """The quick run's folder and what it printed."""
+    folder, code, printed, err = mechanism_runs["quick"]
     assert code == 0, err
     return folder, printed
 
@@ -196,13 +209,13 @@ def test_a_flag_for_one_experiment_applies_to_it_alone_when_both_run():
 
 # ----------------------------------------------------------------------------- the quick run's files
 
-def test_quick_run_files_notes_and_replot(quick):
+def test_quick_run_files_notes_and_replot(quick, mechanism_runs):
     folder, printed = quick
     assert "ticket - control (paired)" in printed and "init-only choice - one Naive(3)" in printed
     for name in M.EXPERIMENTS:
         assert (folder / f"mechanism_{name}.png").stat().st_size > 10_000
         assert {r.model for r in rows_of(folder, name)} == set(M.figure(M.EXPERIMENTS[name]).models)
-    code, _, err = run_study([*QUICK, "--plot-only", "--out", str(folder)])
+    _, code, _, err = mechanism_runs["redrawn"]
     assert code == 0, err
 
 
@@ -222,12 +235,12 @@ def test_measurements_are_declared_columns_and_scores_are_networks_scores(quick)
     assert len({r.get("cosine") for r in cnn if r.model == M.WIDE}) > 1
 
 
-def test_every_trained_row_carries_its_real_divergence(quick, tmp_path):
+def test_every_trained_row_carries_its_real_divergence(quick, mechanism_runs):
     folder, _ = quick
     assert not any(r.diverged for name in M.EXPERIMENTS for r in rows_of(folder, name))
-    code, printed, err = run_study([*QUICK, "--lr", "1e30", "--experiment", "cnn", "--out", str(tmp_path)])
+    diverged, code, printed, err = mechanism_runs["diverged"]
     assert code == 0, err
-    rows = rows_of(tmp_path, eval_cnn.NAME)
+    rows = rows_of(diverged, eval_cnn.NAME)
     assert all(r.diverged for r in rows) and {r.model for r in rows} == set(M.figure(eval_cnn).models)
     assert "wide network 3: 4 of 4 rounds diverged" in printed
 

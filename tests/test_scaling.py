@@ -1,8 +1,10 @@
 """Experiment 1 generalised to any pattern, the scaling study (patterns every filter can see, the law,
 n50, detectors, budgets as checkpoints, flags), and experiment 2's bounded training data."""
 import dataclasses
+import io
 import json
 import math
+from contextlib import redirect_stdout
 
 import numpy as np
 import pytest
@@ -15,6 +17,7 @@ import eval_bool
 import eval_cnn
 import eval_scaling as S
 import report
+from background import background
 from models import NaiveCNN, _conv_per_round, _max_conv_per_round, hardcoded_cnn
 
 PATTERNS = ["1101", "1", "11", "101", "10001", "1111", "11000000", "0110", "1011011"]
@@ -155,6 +158,21 @@ def test_n50_interval_covers_and_follows_the_data():
     assert lo <= mid <= hi and lo < S.independent_n50(0.2) < hi
 
 
+@pytest.mark.parametrize("block", [S.RESAMPLE_BLOCK, 300])
+def test_n50_interval_draws_the_rounds_of_one_count_after_another(monkeypatch, block):
+    """Drawn many resamples at once (three at a time when the block is made small), the bootstrap gives the
+    numbers of drawing each resample of each count in turn, counts of unequal rounds included (drawn count by
+    count, all resamples of one count first, the interval would differ here)."""
+    rng = np.random.default_rng(1)
+    solved = {n: rng.random(rounds) < 1 - 0.8 ** n for n, rounds in ((1, 31), (2, 23), (4, 40))}
+    draw = np.random.default_rng(0)
+    resampled = [S.n50({n: float(v[draw.integers(0, len(v), len(v))].mean()) for n, v in solved.items()})
+                 for _ in range(S.RESAMPLES)]
+    lo, hi = np.quantile(resampled, [0.025, 0.975], method="inverted_cdf")
+    monkeypatch.setattr(S, "RESAMPLE_BLOCK", block)
+    assert S.n50_interval(solved) == (S.n50({n: float(v.mean()) for n, v in solved.items()}), float(lo), float(hi))
+
+
 def law_rows(p: float, rounds: int, counts, seed: int = 0, shrink: float = 1.0) -> list[report.Row]:
     """Rows of networks solved as n independent tries of probability p would be (each try a filter);
     `shrink` < 1 makes every filter after the first a try of probability p * shrink."""
@@ -254,14 +272,19 @@ def test_bad_flags_exit_2_with_one_line_naming_only_this_scripts_flags(argv, mes
 QUICK = ["--quick", "--rounds", "4", "--steps", "30", "--max-length", "4"]   # one pattern of each family
 
 
-@pytest.fixture(scope="module")
-def quick_run(tmp_path_factory):
-    out = tmp_path_factory.mktemp("scaling")
-    assert cli.main(S.arguments(), S.jobs, [*QUICK, "--out", str(out)]) == 0
-    return out
+@background
+def scaling_quick_run(folder):
+    """One quick run through the command line, then `--plot-only` on its files: (its folder, what the redraw
+    printed)."""
+    assert cli.main(S.arguments(), S.jobs, [*QUICK, "--out", str(folder), "--device", "cpu"]) == 0
+    printed = io.StringIO()
+    with redirect_stdout(printed):
+        assert cli.main(S.arguments(), S.jobs, [*QUICK, "--plot-only", "--out", str(folder)]) == 0
+    return folder, printed.getvalue()
 
 
-def test_quick_run_writes_declared_columns_and_records_only_what_it_trains(quick_run):
+def test_quick_run_writes_declared_columns_and_records_only_what_it_trains(scaling_quick_run):
+    quick_run, _ = scaling_quick_run
     rows = report.read_csv(quick_run / "scaling_cnn.csv", S.FIGURE.models, S.FIGURE.columns)
     trained = ["1001", "1101", "1100"]                                    # inside, three, tail
     assert {r.model for r in rows} == {"Naive"} and {r.sweep for r in rows} == {1, 2}
@@ -279,7 +302,8 @@ def test_quick_run_writes_declared_columns_and_records_only_what_it_trains(quick
     assert (quick_run / "scaling_cnn.png").stat().st_size > 10_000
 
 
-def test_the_stopping_rule_stops_rounds_where_they_were_and_trains_the_others_on(quick_run):
+def test_the_stopping_rule_stops_rounds_where_they_were_and_trains_the_others_on(scaling_quick_run):
+    quick_run, _ = scaling_quick_run
     rows = report.read_csv(quick_run / "scaling_cnn.csv", S.FIGURE.models, S.FIGURE.columns)
     at = {(r.get("pattern"), r.sweep, r.round, r.get("steps")): r for r in rows if r.get("rates") == S.TUNED}
     further = [r for r in at.values() if r.get("steps") == 480]
@@ -297,8 +321,9 @@ def test_the_stopping_rule_stops_rounds_where_they_were_and_trains_the_others_on
     assert "stopping rule: per count, rounds stopped" in S.notes(rows, 1.0)
 
 
-def test_the_further_budgets_leave_the_common_ones_as_they_were(quick_run, tmp_path):
+def test_the_further_budgets_leave_the_common_ones_as_they_were(scaling_quick_run, tmp_path):
     """The stopping rule draws from a generator of its own: without it, every other row is the same."""
+    quick_run, _ = scaling_quick_run
     assert cli.main(S.arguments(), S.jobs, [*QUICK, "--extend", "0", "--out", str(tmp_path)]) == 0
     without = (tmp_path / "scaling_cnn.csv").read_text().splitlines()
     header, *rows = (quick_run / "scaling_cnn.csv").read_text().splitlines()
@@ -308,9 +333,8 @@ def test_the_further_budgets_leave_the_common_ones_as_they_were(quick_run, tmp_p
     assert all(r.split(",")[trained] == r.split(",")[steps] for r in without[1:])
 
 
-def test_quick_run_replots_from_its_csv(quick_run, capsys):
-    assert cli.main(S.arguments(), S.jobs, [*QUICK, "--plot-only", "--out", str(quick_run)]) == 0
-    printed = capsys.readouterr().out
+def test_quick_run_replots_from_its_csv(scaling_quick_run):
+    _, printed = scaling_quick_run
     assert "n50 at 30 steps, protocol rates" in printed and "n50 at 120 steps, tuned rates" in printed
     assert "| inside | `1001` |" in printed
 

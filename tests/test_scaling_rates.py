@@ -10,25 +10,37 @@ import torch
 import cli
 import eval_scaling as S
 import report
+from background import background
 
 TINY = ["--quick", "--family", "inside,tail", "--min-length", "4", "--max-length", "4", "--steps", "10",
         "--budgets", "2", "--tuning-rounds", "2", "--max-filters", "2", "--selection", "20"]
 
 
-def run(tmp_path, *more) -> tuple[list[report.Row], dict]:
-    argv = [*TINY, *map(str, more), "--out", str(tmp_path)]
-    assert cli.main(S.arguments(), S.jobs, argv) == 0
-    rows = report.read_csv(tmp_path / f"{S.NAME}.csv", S.FIGURE.models, S.FIGURE.columns)
-    return rows, json.loads((tmp_path / f"{S.NAME}.json").read_text())
+def run(folder, *more, threads=1) -> tuple[list[report.Row], dict, int]:
+    """The tiny run through the command line on `threads` intra-op threads: its rows, its record and how many
+    processes its two patterns ran in."""
+    argv = [*TINY, *map(str, more), "--out", str(folder), "--device", "cpu"]
+    before = torch.get_num_threads()
+    try:
+        torch.set_num_threads(threads)
+        workers = cli.workers_for(2, torch.device("cpu"))
+        assert cli.main(S.arguments(), S.jobs, argv) == 0
+    finally:
+        torch.set_num_threads(before)
+    rows = report.read_csv(folder / f"{S.NAME}.csv", S.FIGURE.models, S.FIGURE.columns)
+    return rows, json.loads((folder / f"{S.NAME}.json").read_text()), workers
 
 
-@pytest.fixture(scope="module")
-def tiny(tmp_path_factory):
-    return run(tmp_path_factory.mktemp("rates"), "--rounds", 3)
+@background
+def rate_runs(folder):
+    """The tiny run with 3 reported rounds, its patterns side by side (two threads: a process each), the same in
+    one process, and with 5 reported rounds: {which: what `run` gives}."""
+    return {"side by side": run(folder / "a", "--rounds", 3, threads=2),
+            "one process": run(folder / "b", "--rounds", 3), "5 rounds": run(folder / "c", "--rounds", 5)}
 
 
-def test_every_tuned_row_carries_its_chosen_rate_and_the_protocol_runs_at_its_own(tiny):
-    rows, record = tiny
+def test_every_tuned_row_carries_its_chosen_rate_and_the_protocol_runs_at_its_own(rate_runs):
+    rows, record, _ = rate_runs["side by side"]
     chosen = record["settings"]["chosen"]
     assert set(chosen) == {"1001", "1100"}
     for r in rows:
@@ -39,22 +51,16 @@ def test_every_tuned_row_carries_its_chosen_rate_and_the_protocol_runs_at_its_ow
     assert {r.get("steps") for r in rows if r.get("rates") == S.TUNED} == {10, 40, 160}
 
 
-def test_the_rates_are_chosen_before_the_reported_rounds_exist(tiny, tmp_path):
+def test_the_rates_are_chosen_before_the_reported_rounds_exist(rate_runs):
     """Another number of reported rounds leaves every choice as it was: the tuning rounds come first, from the
     pattern's own seed, and nothing reported is seen by them."""
-    _, more = run(tmp_path, "--rounds", 5)
-    assert more["settings"]["chosen"] == tiny[1]["settings"]["chosen"]
+    assert rate_runs["5 rounds"][1]["settings"]["chosen"] == rate_runs["side by side"][1]["settings"]["chosen"]
 
 
-def test_patterns_side_by_side_give_the_numbers_of_one_process(tiny, tmp_path):
-    before = torch.get_num_threads()
-    try:
-        torch.set_num_threads(1)
-        assert cli.workers_for(2, torch.device("cpu")) == 1
-        rows, _ = run(tmp_path, "--rounds", 3)
-    finally:
-        torch.set_num_threads(before)
-    assert report.csv_text(rows, S.FIGURE.columns) == report.csv_text(tiny[0], S.FIGURE.columns)
+def test_patterns_side_by_side_give_the_numbers_of_one_process(rate_runs):
+    (apart, _, workers), (together, _, one) = rate_runs["side by side"], rate_runs["one process"]
+    assert (workers, one) == (2, 1)
+    assert report.csv_text(apart, S.FIGURE.columns) == report.csv_text(together, S.FIGURE.columns)
 
 
 @pytest.mark.parametrize("rates", ["0", "-1", "a", "0.1,0.1", "inf", "", "nan", "1e31"])

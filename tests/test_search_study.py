@@ -15,6 +15,7 @@ import eval_bool
 import eval_cnn
 import eval_search as X
 import report
+from background import background
 
 
 @pytest.fixture(autouse=True)
@@ -32,13 +33,13 @@ def main(*argv):
     return code, out.getvalue(), err.getvalue()
 
 
-@pytest.fixture(scope="module")
-def quick_run(tmp_path_factory):
-    out = tmp_path_factory.mktemp("search")
+@background
+def search_quick_run(folder):
+    """One quick run of both experiments through the command line: (its folder, what it printed)."""
     code, printed, _ = main("--quick", "--steps", 10, "--max-width", 4, "--rounds", 3, "--tuning-rounds", 3,
-                            "--out", out, "--device", "cpu")
+                            "--out", folder, "--device", "cpu")
     assert code == 0
-    return out, printed
+    return folder, printed
 
 
 def tiny(name="cnn", seed=0):
@@ -49,6 +50,29 @@ def tiny(name="cnn", seed=0):
     job = X.job(name, s, study)
     rows = job.run(torch.Generator().manual_seed(seed))[f"search_{name}"]
     return rows, job.record
+
+
+@background
+def tiny_searches(folder):
+    """The tiny cnn job at seed 0 (honest), again at seed 0, at seed 1, and at seed 0 with every validation scored
+    upside down (flipped): ({which: (its rows, what it recorded)}, the networks of each stack that the flipped
+    run's validation scored)."""
+    runs = {"honest": tiny(), "again": tiny(seed=0), "other seed": tiny(seed=1)}
+    seen = []
+    real = eval_cnn.validation
+
+    def upside_down(s, gen, cycle):
+        scorer = real(s, gen, cycle)
+
+        def score(stack):
+            seen.append(stack.networks)
+            scores, diverged = scorer(stack)
+            return 1 - scores, diverged
+        return score
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setattr(eval_cnn, "validation", upside_down)
+        runs["flipped"] = tiny()
+    return runs, seen
 
 
 @pytest.mark.parametrize("argv", [["--tuning-rounds", 0], ["--selection", -3], ["--rounds", 0],
@@ -63,8 +87,8 @@ def test_bad_flags_are_refused_before_anything_trains(argv, monkeypatch, tmp_pat
     assert not list(tmp_path.iterdir())
 
 
-def test_quick_run_writes_every_arm_with_its_costs(quick_run):
-    out, printed = quick_run
+def test_quick_run_writes_every_arm_with_its_costs(search_quick_run):
+    out, printed = search_quick_run
     for name in ("cnn", "bool"):
         fig = X.figure(name, 1)
         assert (out / f"search_{name}.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
@@ -78,11 +102,11 @@ def test_quick_run_writes_every_arm_with_its_costs(quick_run):
         assert "- wide:" in printed
 
 
-def test_budgets_are_as_stated_by_hand(quick_run):
+def test_budgets_are_as_stated_by_hand(search_quick_run):
     """cnn at 10 steps: a unit is 10 steps x (forward + 2 forwards) x (4 x 61 + 1) multiply-adds x 2 sequences.
     Wide Naive(b) costs b units exactly; a best of k, k units; PSO with k particles on fitness batches of
     `batch` pairs evaluates k candidates first and then every generation, each evaluation 245 x 2 x batch."""
-    out, _ = quick_run
+    out, _ = search_quick_run
     unit = 10 * 3 * 245 * 2
     info = json.loads((out / "search_cnn.json").read_text())["settings"]
     assert info["unit_macs"] == unit
@@ -101,29 +125,11 @@ def test_budgets_are_as_stated_by_hand(quick_run):
         assert b * unit - k * evaluation < cost[X.PSO, b][0] <= b * unit
 
 
-@pytest.fixture(scope="module")
-def honest():
-    """The tiny cnn job (seed 0) run once, shared: its rows and what it recorded."""
-    return tiny()
-
-
-def test_the_choice_never_looks_at_the_validation_set(monkeypatch, honest):
+def test_the_choice_never_looks_at_the_validation_set(tiny_searches):
     """Score every validation upside down: every choice (grid points, candidates) must stay as it was, the
     reported scores must change, and the validation set must only ever see the reported rounds' final networks."""
-    rows, record = honest
-    seen = []
-    real = eval_cnn.validation
-
-    def upside_down(s, gen, cycle):
-        scorer = real(s, gen, cycle)
-
-        def score(stack):
-            seen.append(stack.networks)
-            scores, diverged = scorer(stack)
-            return 1 - scores, diverged
-        return score
-    monkeypatch.setattr(eval_cnn, "validation", upside_down)
-    flipped, record2 = tiny()
+    runs, seen = tiny_searches
+    (rows, record), (flipped, record2) = runs["honest"], runs["flipped"]
     assert json.dumps(record2, sort_keys=True) == json.dumps(record, sort_keys=True)
     assert [r.score for r in flipped] != [r.score for r in rows]
     assert seen and set(seen) == {6} and len(seen) == len({(r.model, r.sweep) for r in rows})
@@ -131,9 +137,10 @@ def test_the_choice_never_looks_at_the_validation_set(monkeypatch, honest):
     assert picks, "some grid must offer a choice, or the test proves nothing"
 
 
-def test_same_seed_same_csv(honest):
-    """A second run at the shared run's seed writes the same CSV; a run at another seed another."""
+def test_same_seed_same_csv(tiny_searches):
+    """A second run at the honest run's seed writes the same CSV; a run at another seed another."""
+    runs, _ = tiny_searches
     fig = X.figure("cnn", 1)
-    a = report.csv_text(honest[0], fig.columns)
-    assert a == report.csv_text(tiny(seed=0)[0], fig.columns)
-    assert a != report.csv_text(tiny(seed=1)[0], fig.columns)
+    a = report.csv_text(runs["honest"][0], fig.columns)
+    assert a == report.csv_text(runs["again"][0], fig.columns)
+    assert a != report.csv_text(runs["other seed"][0], fig.columns)

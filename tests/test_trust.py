@@ -20,6 +20,7 @@ import eval_bool
 import eval_cnn
 import eval_exploration
 import report
+from background import background
 from childio import read_until
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -196,29 +197,43 @@ def wait_for_handlers(pid: int, timeout: float = 20.0) -> None:
     pytest.fail("the handlers were never installed")
 
 
-def launch(tmp_path, *argv):
-    return subprocess.Popen([sys.executable, "eval_cnn.py", *map(str, argv)], cwd=ROOT, stdout=subprocess.PIPE,
-                            stderr=subprocess.PIPE, text=True)
+MOMENTS = [(signal.SIGINT, "importing", 0.05), (signal.SIGTERM, "importing", 0.6),
+           (signal.SIGINT, "training", 0.0), (signal.SIGTERM, "training", 0.5)]
 
 
-@pytest.mark.parametrize("signum, moment, delay", [
-    (signal.SIGINT, "importing", 0.05), (signal.SIGTERM, "importing", 0.6),
-    (signal.SIGINT, "training", 0.0), (signal.SIGTERM, "training", 0.5)])
-def test_a_signal_at_any_moment_gives_one_line_and_leaves_no_temporary_file(tmp_path, signum, moment, delay):
+def signalled_at(folder: Path, signum: int, moment: str, delay: float):
+    """A long run of eval_cnn.py given `signum` `delay` seconds after its handlers are installed (while the imports
+    run) or after its progress bar shows (training has begun): its status, what it printed and what it left."""
+    out = folder / "out"
+    proc = subprocess.Popen([sys.executable, "eval_cnn.py", "--quick", "--rounds", "3", "--steps", str(10 ** 6),
+                             "--out", str(out)], cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        wait_for_handlers(proc.pid)              # Python's own start-up is not ours to handle
+        if moment == "training":
+            read_until(proc.stderr, b"eval_cnn:")
+        time.sleep(delay)
+        proc.send_signal(signum)
+        printed, err = proc.communicate(timeout=60)
+    finally:
+        proc.kill()                              # whatever a failed step left running (once it ended, nothing)
+        proc.wait()
+    return proc.returncode, printed, err, sorted(p.name for p in out.iterdir()) if out.exists() else []
+
+
+@background
+def signalled(folder: Path):
+    """`signalled_at` at every moment of MOMENTS, one run after the other: {moment: what it gave}."""
+    return {moment: signalled_at(folder / str(i), *moment) for i, moment in enumerate(MOMENTS)}
+
+
+@pytest.mark.parametrize("signum, moment, delay", MOMENTS)
+def test_a_signal_at_any_moment_gives_one_line_and_leaves_no_temporary_file(signalled, signum, moment, delay):
     """The signal comes `delay` seconds after the handlers are installed (while the imports run) or after the
     progress bar shows (training has begun); the run is made far longer than any of these moments."""
-    out = tmp_path / "out"
-    proc = launch(tmp_path, "--quick", "--rounds", 3, "--steps", 10 ** 6, "--out", out)
-    wait_for_handlers(proc.pid)                  # Python's own start-up is not ours to handle
-    if moment == "training":
-        read_until(proc.stderr, b"eval_cnn:")
-    time.sleep(delay)
-    proc.send_signal(signum)
-    printed, err = proc.communicate(timeout=60)
+    returncode, printed, err, leftovers = signalled[signum, moment, delay]
     assert "wrote" not in printed, "the run ended before the signal came"
-    assert proc.returncode == 130 and "Traceback" not in err
+    assert returncode == 130 and "Traceback" not in err
     assert err.endswith(f"eval_cnn.py: interrupted ({signal.Signals(signum).name}); no file was left half-written\n")
-    leftovers = sorted(p.name for p in out.iterdir()) if out.exists() else []
     assert leftovers in ([], ["cnn_experiment.csv", "cnn_experiment.json", "cnn_experiment.png"])
 
 

@@ -2,7 +2,9 @@
 selection data only, by the criterion the verdicts report; arms at different rates share a stack; bad
 flags stop the run before anything trains; annealed surrogates end on the hard operator."""
 import dataclasses
+import io
 import json
+from contextlib import redirect_stdout
 
 import numpy as np
 import pytest
@@ -16,6 +18,7 @@ import eval_bool
 import eval_cnn
 import report
 import tuning
+from background import background
 from models import NaiveBoolNet, NaiveCNN
 
 # --quick made smaller still: every variant and the reference, two sweep points and two lengths, on few rounds
@@ -33,7 +36,7 @@ class Log:
 
     def __init__(self):
         self.tuning, self.trained, self.scored, self.rates = set(), [], {"selection": set(), "validation": set()}, []
-        self.in_tune, self.alive = False, []
+        self.reported, self.in_tune, self.alive = set(), False, []
 
     def install(self, mp: pytest.MonkeyPatch) -> None:
         real_tune, real_rates = tuning.tune, engine.make_optimizer
@@ -58,7 +61,11 @@ class Log:
         def train(s, gen, templates, bar, lr=None, momentum=None):
             stack = real(s, gen, templates, bar, lr, momentum)
             self.alive.append(stack)                     # kept, so that no later stack reuses its id
-            (self.tuning.add(id(stack)) if self.in_tune else self.trained.append((stack, lr, momentum, s)))
+            if self.in_tune:
+                self.tuning.add(id(stack))
+            else:
+                self.trained.append((stack, lr, momentum, s))
+                self.reported.add(id(stack))
             return stack
         mp.setattr(script, "train", train)
 
@@ -72,14 +79,19 @@ class Log:
         mp.setattr(script, kind, lambda *args, **kwargs: Seen(**vars(real(*args, **kwargs))))
 
 
-@pytest.fixture(scope="module")
-def run(tmp_path_factory):
-    """One quick run of both experiments through the command line, every training and scoring spied on."""
-    out, log = tmp_path_factory.mktemp("ablations"), Log()
+@background
+def ablation_run(folder):
+    """One quick run of both experiments through the command line, every training and scoring spied on, then
+    `--plot-only` on its files: (its folder, the spies' log, what the redraw printed)."""
+    log = Log()
     with pytest.MonkeyPatch.context() as mp:
         log.install(mp)
-        assert main(*QUICK, "--out", out) == 0
-    return out, log
+        assert main(*QUICK, "--out", folder, "--device", "cpu") == 0
+    log.alive = []                     # every id is taken: the stacks that kept them apart need not travel back
+    printed = io.StringIO()
+    with redirect_stdout(printed):
+        assert main(*QUICK, "--out", folder, "--plot-only") == 0
+    return folder, log, printed.getvalue()
 
 
 def files(out, script):
@@ -90,21 +102,20 @@ def files(out, script):
 
 # ----------------------------------------------------------------------------- what chooses and what is reported
 
-def test_no_arm_is_reported_on_rounds_or_data_that_chose_its_rate(run):
+def test_no_arm_is_reported_on_rounds_or_data_that_chose_its_rate(ablation_run):
     """Tuning stacks are scored on selection data only; reported stacks are fresh, trained after tuning and
     scored on validation data only."""
-    _, log = run
-    reported = {id(stack) for stack, *_ in log.trained}
-    assert log.tuning and reported and not log.tuning & reported
+    _, log, _ = ablation_run
+    assert log.tuning and log.reported and not log.tuning & log.reported
     assert log.scored["selection"] == log.tuning
-    assert log.scored["validation"] == reported
+    assert log.scored["validation"] == log.reported
 
 
 @pytest.mark.parametrize("script", A.SCRIPTS)
-def test_reported_rows_ran_at_the_choice_that_the_grid_rows_make(run, script):
+def test_reported_rows_ran_at_the_choice_that_the_grid_rows_make(ablation_run, script):
     """Each arm's reported rows carry the lr and momentum that the JSON records and that the tuning rows,
     re-chosen by the run's criterion, give; the protocol's reference runs untuned at its own."""
-    out, _ = run
+    out, _, _ = ablation_run
     grid, rows, recorded = files(out, script)
     chosen = A.choices(grid, recorded["settings"]["study"]["criterion"], recorded["settings"]["solved_at"])
     seen = set()
@@ -120,10 +131,10 @@ def test_reported_rows_ran_at_the_choice_that_the_grid_rows_make(run, script):
     assert seen == {(v, n) for v in A.variants(script, script.PROTOCOL) for n in (20, 40)}, "every arm at every length"
 
 
-def test_arms_at_different_rates_train_in_one_stack(run):
+def test_arms_at_different_rates_train_in_one_stack(ablation_run):
     """A variant's sweep points train in one stack, each group at its own chosen values, handed to the
     optimizer as one value per round."""
-    _, log = run
+    _, log, _ = ablation_run
     distinct = 0
     for stack, lr, momentum, s in log.trained:
         if lr is None:                                   # the untuned reference
@@ -142,26 +153,43 @@ def tiny(**study):
 
 
 def tiny_run(base, study, seed=0):
+    """The tiny study run through the API: what its job recorded, and its rows."""
     job = A.job(eval_bool, base, study)
-    return job, job.run(torch.Generator().manual_seed(seed))
+    rows = job.run(torch.Generator().manual_seed(seed))
+    return job.record, rows
 
 
-@pytest.fixture(scope="module")
-def honest():
-    """The tiny bool study (seed 0, chosen by the solved share), run once through the API and shared: its
-    settings, its job (what it recorded) and its rows."""
+def upside_down(mp: pytest.MonkeyPatch, kind: str) -> None:
+    """eval_bool's `kind` scorer ("selection" or "validation") made to give every score as 1 - score."""
+    real = getattr(eval_bool, kind)
+
+    def scorer(*args, **kwargs):
+        inner = real(*args, **kwargs)
+        return lambda stack: (lambda s, d: (1 - s, d))(*inner(stack))
+    mp.setattr(eval_bool, kind, scorer)
+
+
+@background
+def tiny_runs(folder):
+    """The tiny bool study at seed 0 chosen by the solved share (honest), the same chosen by the mean score, and
+    the honest one with validation, then selection, scored upside down: {which: (its record, its rows)}."""
     base, study = tiny(criterion="solved")
-    return (base, study, *tiny_run(base, study))
+    runs = {"honest": tiny_run(base, study), "mean": tiny_run(base, dataclasses.replace(study, criterion="mean"))}
+    for kind in ("validation", "selection"):
+        with pytest.MonkeyPatch.context() as mp:
+            upside_down(mp, kind)
+            runs[kind] = tiny_run(base, study)
+    return runs
 
 
-def test_the_choice_follows_the_criterion_the_comparison_reports(honest):
+def test_the_choice_follows_the_criterion_the_comparison_reports(tiny_runs):
     """The same grid rounds (same seed) chosen by solved share and by mean score: some arm's choice moves,
     and each is the best of the grid rows by its own criterion."""
-    base, by_solved, *by_solved_run = honest
-    jobs = {"solved": by_solved_run, "mean": tiny_run(base, dataclasses.replace(by_solved, criterion="mean"))}
-    grids = {c: rows["tuning_bool"] for c, (_, rows) in jobs.items()}
+    base, _ = tiny()
+    runs = {"solved": tiny_runs["honest"], "mean": tiny_runs["mean"]}
+    grids = {c: rows["tuning_bool"] for c, (_, rows) in runs.items()}
     assert grids["solved"] == grids["mean"]
-    chosen = {c: job.record["chosen"][40] for c, (job, _) in jobs.items()}
+    chosen = {c: record["chosen"][40] for c, (record, _) in runs.items()}
     assert chosen["solved"] != chosen["mean"]
     for c in chosen:
         again = A.choices(grids[c], c, base.solved_at)
@@ -169,27 +197,15 @@ def test_the_choice_follows_the_criterion_the_comparison_reports(honest):
                {(m, n): (x.lr, x.momentum) for (m, n, _), x in again.items()}
 
 
-def test_scores_that_could_not_move_a_choice_do_not_and_those_that_could_do(monkeypatch, honest):
+def test_scores_that_could_not_move_a_choice_do_not_and_those_that_could_do(tiny_runs):
     """Validation scored upside down (what is reported): no choice moves, the reported scores do. Selection
     upside down (what chooses): choices move. A choice that looked at the reported rounds would fail this."""
-    base, study, honest_job, honest = honest
-    assert study == tiny()[1], "the study's default criterion"
-
-    def upside_down(kind):
-        real = getattr(eval_bool, kind)
-
-        def scorer(*args, **kwargs):
-            inner = real(*args, **kwargs)
-            return lambda stack: (lambda s, d: (1 - s, d))(*inner(stack))
-        monkeypatch.setattr(eval_bool, kind, scorer)
-    upside_down("validation")
-    job, rows = tiny_run(base, study)
-    assert job.record["chosen"] == honest_job.record["chosen"]
-    assert [r.score for r in rows["ablation_bool"]] != [r.score for r in honest["ablation_bool"]]
-    monkeypatch.undo()
-    upside_down("selection")
-    job, _ = tiny_run(base, study)
-    assert job.record["chosen"] != honest_job.record["chosen"]
+    assert tiny(criterion="solved")[1] == tiny()[1], "the study's default criterion"
+    honest, honest_rows = tiny_runs["honest"]
+    flipped, flipped_rows = tiny_runs["validation"]
+    assert flipped["chosen"] == honest["chosen"]
+    assert [r.score for r in flipped_rows["ablation_bool"]] != [r.score for r in honest_rows["ablation_bool"]]
+    assert tiny_runs["selection"][0]["chosen"] != honest["chosen"]
 
 
 # ----------------------------------------------------------------------------- flags
@@ -225,8 +241,8 @@ def test_memory_counts_the_tuning_grid_and_the_selection_sets(script):
         assert dataclasses.replace(study, **more).memory_bytes(base) > need, more
 
 
-def test_the_study_flags_reach_every_variant_and_the_files_say_so(run):
-    out, _ = run
+def test_the_study_flags_reach_every_variant_and_the_files_say_so(ablation_run):
+    out, _, _ = ablation_run
     for script in A.SCRIPTS:
         grid, rows, recorded = files(out, script)
         settings = recorded["settings"]
@@ -241,11 +257,8 @@ def test_the_study_flags_reach_every_variant_and_the_files_say_so(run):
             assert (out / f"{figure.name}.png").stat().st_size > 10_000
 
 
-def test_plot_only_prints_the_same_verdicts_from_the_files(run, capsys):
-    out, _ = run
-    capsys.readouterr()
-    assert main(*QUICK, "--out", out, "--plot-only") == 0
-    printed = capsys.readouterr().out
+def test_plot_only_prints_the_same_verdicts_from_the_files(ablation_run):
+    *_, printed = ablation_run
     for line in ("SGD 3 - SGD 2:", "Adam 2 - SGD 2:", "softplus annealed 2 at 40 - at 20 steps:",
                  "LSE pool 1 - SGD 1:", "tuned SGD 2 - SGD at the protocol's rate 2:", "diverged grid rounds",
                  "40 steps (2x the protocol's):"):
