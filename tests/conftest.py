@@ -87,6 +87,9 @@ def started(request, tmp_path_factory):
     if not names:
         yield {}
         return
-    with ProcessPoolExecutor(2, mp_context=multiprocessing.get_context("fork"), initializer=background.quiet) as pool:
+    # imported at first use, here and there alike (the figures' matplotlib and PIL, the dynamo that torch.optim
+    # and torch's flop counter take in: a second and a half): once, before the fork, not once in each process
+    import matplotlib.backends.backend_agg, PIL.PngImagePlugin, torch._dynamo  # noqa: E401, F401
+    with ProcessPoolExecutor(2, mp_context=multiprocessing.get_context("fork"), initializer=background.start) as pool:
         yield {name: pool.submit(background.run, name, tmp_path_factory.mktemp(name)) for name in names}
         pool.shutdown(cancel_futures=True)
