@@ -95,6 +95,15 @@ def _conv_per_round(x: Tensor, w: Tensor) -> Tensor:
 
 
 MANY_FILTERS = 8          # from here on, a running max over positions beats one (R, B, F, positions) tensor
+RUNNING_ELEMENTS = 2 ** 17  # a running max holds two arrays of (R, b, F) at most this many: together about L2-sized
+
+
+def running_blocks(x: Tensor, dim: int, per_sequence: int) -> list[Tensor] | None:
+    """x cut along `dim` (its sequences) into blocks of near-equal size that keep a running max's arrays
+    (per_sequence elements a sequence) within RUNNING_ELEMENTS; None if it fits whole. Near-equal, not a
+    small last block: MKL multiplies a matrix of very few rows its own way, with other roundings."""
+    most = max(1, RUNNING_ELEMENTS // per_sequence)
+    return None if x.shape[dim] <= most else list(x.tensor_split(-(-x.shape[dim] // most), dim))
 
 
 def _max_conv_per_round(x: Tensor, w: Tensor) -> Tensor:
@@ -102,7 +111,11 @@ def _max_conv_per_round(x: Tensor, w: Tensor) -> Tensor:
 
     A running max over positions (one batched product per position) keeps the working set at (R, B, F)
     instead of (R, B, F, positions): at 32 filters, scoring each round on its own set takes a quarter of the time.
+    A block of the batch at a time keeps it in cache: the same sums, 1.7x faster at 28 filters and 2000 sequences.
     """
+    blocks = running_blocks(x, 1, w.shape[0] * w.shape[1])
+    if blocks is not None:
+        return torch.cat([_max_conv_per_round(block, w) for block in blocks], 1)
     windows = _windows(x, w.shape[-1])                  # (R, B, positions, K)
     filters = w.transpose(1, 2)                         # (R, K, F)
     best = torch.bmm(windows[:, :, 0], filters)
@@ -152,11 +165,11 @@ def _max_conv_shared(x: Tensor, w: Tensor) -> Tensor:
     """max over positions of x (B, L) correlated with w (R, F, K) -> (R, B, F), without autograd.
 
     A running max over positions keeps the working set at (B, R*F) instead of (B, R*F, positions), and a
-    block of the batch at a time keeps it cache-sized: 2-4x faster on a large test set, the same sums.
+    block of the batch at a time keeps it in cache: 3-6x faster on a large test set, the same sums.
     """
-    block = max(1, BLOCK_ELEMENTS // (w.shape[0] * w.shape[1]))
-    if x.shape[0] > block:
-        return torch.cat([_max_conv_shared(x[a:a + block], w) for a in range(0, x.shape[0], block)], 1)
+    blocks = running_blocks(x, 0, w.shape[0] * w.shape[1])
+    if blocks is not None:
+        return torch.cat([_max_conv_shared(block, w) for block in blocks], 1)
     r, f, k = w.shape
     filters = w.reshape(r * f, k).t()
     windows = _windows(x, k).transpose(0, 1)            # (positions, B, K)

@@ -126,9 +126,24 @@ def test_the_shared_path_in_blocks_of_the_batch_is_the_whole_batch_bit_for_bit(m
     gen = torch.Generator().manual_seed(4)
     x, w = torch.randn(300, 64, generator=gen), torch.randn(5, 3, 4, generator=gen)
     whole = models._max_conv_shared(x, w)
-    monkeypatch.setattr(models, "BLOCK_ELEMENTS", 7 * 5 * 3)                # blocks of 7 sequences
+    monkeypatch.setattr(models, "RUNNING_ELEMENTS", 7 * 5 * 3)              # blocks of 6-7 sequences
     assert torch.equal(models._max_conv_shared(x, w), whole)
     assert torch.equal(whole, models._conv_per_round(x.expand(5, *x.shape), w).amax(-1))
+
+
+@pytest.mark.parametrize("filters", [8, 28])
+def test_the_running_max_per_round_in_blocks_of_the_batch_is_the_whole_batch_bit_for_bit(filters, monkeypatch):
+    """_max_conv_per_round (many filters) takes each round's batch a cache-sized block at a time: the same
+    products and maxima as the whole batch at once."""
+    import models
+    gen = torch.Generator().manual_seed(filters)
+    x, w = torch.rand(3, 601, 64, generator=gen) - 0.5, torch.randn(3, filters, 4, generator=gen)
+    monkeypatch.setattr(models, "RUNNING_ELEMENTS", 10 ** 9)               # one block
+    whole = models._max_conv_per_round(x, w)
+    monkeypatch.setattr(models, "RUNNING_ELEMENTS", 59 * 3 * filters)      # 11 blocks of 54-55 sequences
+    assert [len(b[0]) for b in models.running_blocks(x, 1, 3 * filters)] == [55] * 7 + [54] * 4
+    assert torch.equal(models._max_conv_per_round(x, w), whole)
+    assert torch.allclose(whole, models._conv_per_round(x, w).amax(-1), atol=1e-6)
 
 
 @pytest.mark.parametrize("shared", [True, False])
