@@ -442,6 +442,23 @@ def n50_table(arms_: list[Arm], steps: int, rates: str) -> list[str]:
     return lines
 
 
+def failures(rows: list[report.Row], budgets: list[int], solved_at: float) -> list[str]:
+    """At each budget of the stopping rule, the wide networks (n > 1, tuned) that fail on their validation set:
+    stopped by the rule or gone on (diverged apart), each with its count of wrong sequences."""
+    sequences = 2 * eval_cnn.VALIDATION_PAIRS
+    lines = []
+    for steps in budgets:
+        failed = [r for r in rows if (r.get("steps"), r.get("rates")) == (steps, TUNED) and r.sweep > 1
+                  and r.score < solved_at]
+        wrong = lambda keep: sorted(round((1 - r.score) * sequences) for r in failed if keep(r) and not r.diverged)
+        stopped, went_on = wrong(lambda r: r.get("trained") < steps), wrong(lambda r: r.get("trained") == steps)
+        tally = lambda ws: ", ".join(f"{w} wrong x{ws.count(w)}" for w in dict.fromkeys(ws)) or "none"
+        lines.append(f"wide networks failing at {steps} steps: {len(failed)}; stopped by the rule {len(stopped)} "
+                     f"({tally(stopped)} of {sequences}), went on {len(went_on)} ({tally(went_on)}), diverged "
+                     f"{sum(r.diverged for r in failed)}")
+    return lines
+
+
 def notes(rows: list[report.Row], solved_at: float) -> str:
     arms_ = law(rows, solved_at)
     budgets = sorted({a.steps for a in arms_ if a.rates == TUNED})
@@ -472,6 +489,7 @@ def notes(rows: list[report.Row], solved_at: float) -> str:
                      "those, failed on the validation set:")
         lines += [f"  {a.pattern} at {a.steps} steps: " + ", ".join(f"{n}: {a.stopped[n]}/{a.stopped_failed[n]}"
                                                                      for n in a.solved) for a in ruled]
+        lines += failures(rows, sorted({a.steps for a in ruled}), solved_at)
     if len(budgets) > 1:
         steps = list(zip(budgets, budgets[1:]))[-3:]
         lines.append("largest change of a solved share over the counts between budgets, tuned rates (points): "

@@ -321,6 +321,19 @@ def test_the_stopping_rule_stops_rounds_where_they_were_and_trains_the_others_on
     assert "stopping rule: per count, rounds stopped" in S.notes(rows, 1.0)
 
 
+def test_the_failures_at_a_further_budget_add_up_and_count_wrong_sequences():
+    """Three wide networks at a further budget: one stopped with one wrong sequence of 2000, one gone on with
+    two wrong, one diverged; a one-filter failure and a solved one are not counted."""
+    def row(n, r, score, trained, diverged=False):
+        return report.Row("Naive", n, 5 * n + 1, r, score, diverged,
+                          (("pattern", "101"), ("steps", 400), ("rates", S.TUNED), ("lr", 0.1), ("test_error", 0.0),
+                           ("missed_starts", ""), ("detectors", 0), ("distinct", 0), ("trained", trained)))
+    rows = [row(2, 0, 1 - 1 / 2000, 100), row(2, 1, 1 - 2 / 2000, 400), row(4, 0, 0.5, 400, True),
+            row(1, 0, 0.9, 400), row(4, 1, 1.0, 100)]
+    assert S.failures(rows, [400], 1.0) == ["wide networks failing at 400 steps: 3; stopped by the rule 1 (1 wrong "
+                                            "x1 of 2000), went on 1 (2 wrong x1), diverged 1"]
+
+
 def test_the_further_budgets_leave_the_common_ones_as_they_were(scaling_quick_run, tmp_path):
     """The stopping rule draws from a generator of its own: without it, every other row is the same."""
     quick_run, _ = scaling_quick_run
