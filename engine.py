@@ -11,13 +11,15 @@ other class runs through `torch.func.vmap` of its plain `forward`, one group at 
 model needs no extra code. The tests check every hand-written one against that vmap path. When
 padding to the largest size would more than double the work (networks of 1 to 64 filters, say),
 training runs each group at its own size instead, so no round pays the largest network's cost.
-A stack can also be trained in blocks of rounds (`Stack.block` / `Stack.put`), so that data drawn
-for a whole training run stays within a fixed memory budget whatever the number of rounds.
+Rounds can be taken out of a stack and trained as a stack of their own (`Stack.take` / `Stack.put`): in
+blocks, so that data drawn for a whole training run stays within a fixed memory budget whatever the number
+of rounds, or a chosen few (the rounds a stopping rule lets go on).
 
 One optimizer steps all rounds together: the update rules of torch.optim's SGD, Adam, RMSprop and
 Adagrad act elementwise, so every round follows exactly the trajectory it would follow alone; the
 oracle tests check this against a plain one-model torch.optim loop.
 """
+import bisect
 import copy
 import math
 from dataclasses import dataclass
@@ -62,38 +64,30 @@ class Stack:
         return {name: params[name][(rows, *(slice(0, n) for n in p.shape))]
                 for name, p in group.template.named_parameters()}
 
-    def block(self, start: int, stop: int) -> "Stack":
-        """Rounds [start, stop) as a stack of their own (a copy; `put` writes it back)."""
-        groups = [Group(g.template, max(g.start, start) - start, min(g.stop, stop) - start)
-                  for g in self.groups if g.start < stop and g.stop > start]
-        return Stack({k: v[start:stop].clone() for k, v in self.params.items()},
-                     {k: v[start:stop] for k, v in self.masks.items()}, groups)
-
-    def put(self, part: "Stack", start: int) -> None:
-        """Write back the parameters of a block of rounds taken by `block(start, ...)`."""
-        with torch.no_grad():
-            for k, v in part.params.items():
-                self.params[k][start:start + len(v)] = v
-
-    def take(self, rows: list[int]) -> "Stack":
-        """The given rounds (ascending) as a stack of their own, each in its group (a copy; `put_rows`
-        writes it back)."""
-        index = torch.tensor(rows, dtype=torch.long, device=next(iter(self.params.values())).device)
+    def take(self, rows: range | list[int]) -> "Stack":
+        """The given rounds (ascending) as a stack of their own, each in its group (a copy; `put` writes it
+        back). A range of rounds is cut as a slice, any other list as an index."""
         groups, start = [], 0
         for g in self.groups:
-            n = sum(g.start <= r < g.stop for r in rows)
+            n = bisect.bisect_left(rows, g.stop) - bisect.bisect_left(rows, g.start)
             if n:
                 groups.append(Group(g.template, start, start + n))
                 start += n
+        index = self._index(rows)
         return Stack({k: v[index].clone() for k, v in self.params.items()},
                      {k: v[index] for k, v in self.masks.items()}, groups)
 
-    def put_rows(self, part: "Stack", rows: list[int]) -> None:
+    def put(self, part: "Stack", rows: range | list[int]) -> None:
         """Write back the parameters of the rounds taken by `take(rows)`."""
-        index = torch.tensor(rows, dtype=torch.long, device=next(iter(self.params.values())).device)
+        index = self._index(rows)
         with torch.no_grad():
             for k, v in part.params.items():
                 self.params[k][index] = v
+
+    def _index(self, rows: range | list[int]) -> slice | Tensor:
+        if isinstance(rows, range) and rows.step == 1:
+            return slice(rows.start, rows.stop)
+        return torch.tensor(list(rows), dtype=torch.long, device=next(iter(self.params.values())).device)
 
     def module(self, r: int) -> nn.Module:
         """Round r as a module of its own: a copy of its template holding round r's parameters."""

@@ -151,7 +151,8 @@ def fit(s: Settings, gen: torch.Generator, stack: engine.Stack, bar,
     size = block_rounds(s.steps)
     blocks = range(0, stack.networks, size)
     for start in blocks:                        # the data of one block of rounds at a time: bounded memory
-        part = stack.block(start, min(start + size, stack.networks))
+        rows = range(start, min(start + size, stack.networks))
+        part = stack.take(rows)
         batches, lengths = training_data(part.networks, s.steps, gen)
 
         def batch(step: int):
@@ -160,7 +161,7 @@ def fit(s: Settings, gen: torch.Generator, stack: engine.Stack, bar,
         engine.train(part, batch, s.steps, optimizer, lengths=lengths, rows=slice(start, start + part.networks),
                      on_step=lambda: bar.update(1 / len(blocks)))
         bar.update((s.steps - min(s.steps, int(lengths.max()))) / len(blocks))    # steps every round skipped
-        stack.put(part, start)
+        stack.put(part, rows)
     return stack
 
 

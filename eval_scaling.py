@@ -237,7 +237,7 @@ def go_on(s: eval_cnn.Settings, gen: torch.Generator, stack: engine.Stack, pairs
             part = dataclasses.replace(stack.take(rows), padded=True)      # a few rounds: one call, not one per count
             eval_cnn.fit(dataclasses.replace(s, steps=budget - taken), gen, part, bar,
                          optimizer=engine.make_optimizer(s.optimizer, per_round[rows], s.momentum))
-            stack.put_rows(part, rows)
+            stack.put(part, rows)
             going = set(rows)
             trained = [budget if r in going else t for r, t in enumerate(trained)]
         else:
@@ -452,11 +452,22 @@ def failures(rows: list[report.Row], budgets: list[int], solved_at: float) -> li
                   and r.score < solved_at]
         wrong = lambda keep: sorted(round((1 - r.score) * sequences) for r in failed if keep(r) and not r.diverged)
         stopped, went_on = wrong(lambda r: r.get("trained") < steps), wrong(lambda r: r.get("trained") == steps)
-        tally = lambda ws: ", ".join(f"{w} wrong x{ws.count(w)}" for w in dict.fromkeys(ws)) or "none"
+        tested = sorted(round(r.get("test_error") * test_size(r.get("pattern"))) for r in failed if not r.diverged)
         lines.append(f"wide networks failing at {steps} steps: {len(failed)}; stopped by the rule {len(stopped)} "
                      f"({tally(stopped)} of {sequences}), went on {len(went_on)} ({tally(went_on)}), diverged "
-                     f"{sum(r.diverged for r in failed)}")
+                     f"{sum(r.diverged for r in failed)}; the same but diverged on the stratified test set "
+                     f"(about {test_size('1001')} sequences): {tally(tested)}")
     return lines
+
+
+def tally(counts: list[int]) -> str:
+    """`1 wrong x32, 2 wrong x1`: how many of the counts are each value, in order of first appearance."""
+    return ", ".join(f"{w} wrong x{counts.count(w)}" for w in dict.fromkeys(counts)) or "none"
+
+
+def test_size(pattern: str) -> int:
+    """Sequences in a pattern's stratified test set: TEST_PER_START positives at every start, as many negatives."""
+    return 2 * eval_cnn.TEST_PER_START * (dataclasses.replace(BASE, pattern=pattern).task().last_start + 1)
 
 
 def notes(rows: list[report.Row], solved_at: float) -> str:

@@ -207,7 +207,7 @@ def test_size_grouped_training_matches_plain_loop(family):
 
 
 def test_a_stack_trained_in_blocks_of_rounds_matches_plain_loops():
-    """Rounds trained as two blocks (rows / put), each with its slice of per-round learning rates."""
+    """Rounds trained as two blocks (take a range / put), each with its slice of per-round learning rates."""
     templates = [NaiveBoolNet(2), NaiveBoolNet(3)]
     gen = torch.Generator().manual_seed(1)
     stack = engine.init_stack(templates, ROUNDS, gen)
@@ -218,11 +218,11 @@ def test_a_stack_trained_in_blocks_of_rounds_matches_plain_loops():
     lr = torch.tensor([0.03, 0.1, 0.3, 1.0, 0.3, 0.1])
     opt = engine.make_optimizer("sgd", lr, 0.0)
     for start, stop in ((0, 4), (4, 6)):
-        part = stack.block(start, stop)
+        part = stack.take(range(start, stop))
         each = torch.arange(start, stop)
         batch = lambda s: ((xs[order[s, start:stop], each],), ys[order[s, start:stop], each])
         engine.train(part, batch, len(batches), opt, lengths=lengths[start:stop], rows=slice(start, stop))
-        stack.put(part, start)
+        stack.put(part, range(start, stop))
     for r, module in enumerate(alone):
         plain_train(module, [(x[r], y[r], None) for x, y, _ in batches], active[:, r], "sgd", float(lr[r]), 0.0)
         for (name, p), (_, q) in zip(module.named_parameters(), stack.module(r).named_parameters()):
@@ -231,7 +231,7 @@ def test_a_stack_trained_in_blocks_of_rounds_matches_plain_loops():
 
 @pytest.mark.parametrize("padded", [False, True])
 def test_rounds_taken_out_of_a_stack_train_as_plain_loops_and_the_rest_stay(padded):
-    """Rounds taken out across groups of different sizes (take / put_rows), trained as a stack of their own at
+    """Rounds taken out across groups of different sizes (take / put), trained as a stack of their own at
     their slice of per-round rates, group by group or padded, match plain loops; the rounds left in the
     stack do not move."""
     templates = [NaiveCNN(1), NaiveCNN(8)]
@@ -246,7 +246,7 @@ def test_rounds_taken_out_of_a_stack_train_as_plain_loops_and_the_rest_stay(padd
     batches = cnn_batches(len(rows), STEPS, seed=5)
     xs, ys = (torch.stack(t) for t in list(zip(*batches))[:2])
     engine.train(part, lambda s: ((xs[s],), ys[s]), STEPS, engine.make_optimizer("sgd", lr[rows], 0.0))
-    stack.put_rows(part, rows)
+    stack.put(part, rows)
     for i, (r, module) in enumerate(zip(rows, alone)):
         plain_train(module, [(x[i], y[i], None) for x, y, _ in batches], [True] * STEPS, "sgd", float(lr[r]), 0.0)
         for (name, p), (_, q) in zip(module.named_parameters(), stack.module(r).named_parameters()):

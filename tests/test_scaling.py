@@ -330,8 +330,12 @@ def test_the_failures_at_a_further_budget_add_up_and_count_wrong_sequences():
                            ("missed_starts", ""), ("detectors", 0), ("distinct", 0), ("trained", trained)))
     rows = [row(2, 0, 1 - 1 / 2000, 100), row(2, 1, 1 - 2 / 2000, 400), row(4, 0, 0.5, 400, True),
             row(1, 0, 0.9, 400), row(4, 1, 1.0, 100)]
-    assert S.failures(rows, [400], 1.0) == ["wide networks failing at 400 steps: 3; stopped by the rule 1 (1 wrong "
-                                            "x1 of 2000), went on 1 (2 wrong x1), diverged 1"]
+    rows[1] = dataclasses.replace(rows[1], extra=tuple((k, 3 / S.test_size("101") if k == "test_error" else v)
+                                                       for k, v in rows[1].extra))
+    assert S.failures(rows, [400], 1.0) == [
+        "wide networks failing at 400 steps: 3; stopped by the rule 1 (1 wrong x1 of 2000), went on 1 (2 wrong x1), "
+        f"diverged 1; the same but diverged on the stratified test set (about {S.test_size('1001')} sequences): "
+        "0 wrong x1, 3 wrong x1"]
 
 
 def test_the_further_budgets_leave_the_common_ones_as_they_were(scaling_quick_run, tmp_path):
