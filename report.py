@@ -426,7 +426,7 @@ def plot(summaries: list[Summary], fig_spec: Figure, solved_at: float) -> bytes:
             members = [s for s in kept if view.series(s) == model]
             xs = np.array([view.x_of(s) for s in members], dtype=float)
             style = {**STYLE.get(model, dict(color=colors[model], marker="o")), **dict(fig_spec.styles).get(model, {})}
-            if len(members) == 1 and "linestyle" not in style:
+            if len(members) <= 2 and "linestyle" not in style:   # a line would draw sizes never measured
                 style = {**style, "linestyle": "none"}
             for ax, value, ci, k in ((left, "mean", "mean_ci", scale), (right, "solved", "solved_ci", 100.0)):
                 ys = np.array([getattr(s, value) for s in members]) * k
@@ -478,8 +478,27 @@ def canvas(rows: int, cols: int, size: tuple[float, float], **margins: float):
         wspace=m["wgap"] / width, hspace=m["hgap"] / height))
 
 
+SMALLEST_FONT = 6.0                # points: a text shrunk to fit its panel goes no smaller
+
+
+def fit_texts(fig) -> None:
+    """Shrink every panel title wider than its panel, and every y-label taller than it, until it fits: a long
+    title would run into the next panel, a long label off the figure. Texts that fit are left as they are."""
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+    renderer = FigureCanvasAgg(fig).get_renderer()
+    for ax in fig.axes:
+        box = ax.get_window_extent(renderer)
+        for text, room, extent in ((ax.title, box.width, lambda e: e.width),
+                                   (ax.yaxis.label, box.height, lambda e: e.height)):
+            need = extent(text.get_window_extent(renderer)) if text.get_text() else 0.0
+            while need > room and text.get_fontsize() > SMALLEST_FONT:   # a text's extent is near, not exactly,
+                text.set_fontsize(max(SMALLEST_FONT, 0.97 * text.get_fontsize() * room / need))   # linear in size
+                need = extent(text.get_window_extent(renderer))
+
+
 def png(fig) -> bytes:
-    """Every figure's PNG, as the one place that draws it."""
+    """Every figure's PNG, as the one place that draws it (its texts fitted to their panels first)."""
+    fit_texts(fig)
     buffer = io.BytesIO()
     fig.savefig(buffer, format="png", dpi=110)
     return buffer.getvalue()

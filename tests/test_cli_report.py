@@ -329,3 +329,21 @@ def test_table_shows_no_interval_for_a_single_fixed_network():
     rows = [report.Row("Naive", 1, 6, r, s) for r, s in enumerate([0.5, 1.0, 1.0])] + [report.Row("hardcoded", 1, 5, 0, 1.0)]
     naive, hard = report.table(report.summarize(rows, 1.0)).splitlines()[1:]
     assert naive.count("[") == 2 and "[" not in hard and hard.split()[:4] == ["hardcoded", "1", "5", "1.0000"]
+
+
+def test_a_title_wider_than_its_panel_and_a_label_taller_than_it_are_shrunk_to_fit_and_others_left():
+    """Two panels side by side: a long title and y-label on the left would run into the right panel and off
+    the figure; after fitting each fits its panel, while the right panel's short texts keep their size."""
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+    fig, ((left, right),) = report.canvas(1, 2, (12, 3))
+    left.set(title="a title wider than the panel it names, as an ablation's were: 80 characters long",
+             ylabel="a label taller than its panel, by far")
+    right.set(title="short", ylabel="short")
+    sizes = [t.get_fontsize() for t in (left.title, left.yaxis.label, right.title, right.yaxis.label)]
+    report.fit_texts(fig)
+    renderer = FigureCanvasAgg(fig).get_renderer()
+    box = left.get_window_extent(renderer)
+    assert left.title.get_window_extent(renderer).width <= box.width + 1
+    assert left.yaxis.label.get_window_extent(renderer).height <= box.height + 1
+    assert left.title.get_fontsize() < sizes[0] and left.yaxis.label.get_fontsize() < sizes[1]
+    assert [right.title.get_fontsize(), right.yaxis.label.get_fontsize()] == sizes[2:]
