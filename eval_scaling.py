@@ -455,7 +455,7 @@ def failures(rows: list[report.Row], budgets: list[int], solved_at: float) -> li
         tested = sorted(round(r.get("test_error") * test_size(r.get("pattern"))) for r in failed if not r.diverged)
         lines.append(f"wide networks failing at {steps} steps: {len(failed)}; stopped by the rule {len(stopped)} "
                      f"({tally(stopped)} of {sequences}), went on {len(went_on)} ({tally(went_on)}), diverged "
-                     f"{sum(r.diverged for r in failed)}; the same but diverged on the stratified test set "
+                     f"{sum(r.diverged for r in failed)}; the same networks but the diverged, on the stratified test set "
                      f"(about {test_size('1001')} sequences): {tally(tested)}")
     return lines
 

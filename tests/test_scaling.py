@@ -334,7 +334,7 @@ def test_the_failures_at_a_further_budget_add_up_and_count_wrong_sequences():
                                                        for k, v in rows[1].extra))
     assert S.failures(rows, [400], 1.0) == [
         "wide networks failing at 400 steps: 3; stopped by the rule 1 (1 wrong x1 of 2000), went on 1 (2 wrong x1), "
-        f"diverged 1; the same but diverged on the stratified test set (about {S.test_size('1001')} sequences): "
+        f"diverged 1; the same networks but the diverged, on the stratified test set (about {S.test_size('1001')} sequences): "
         "0 wrong x1, 3 wrong x1"]
 
 
