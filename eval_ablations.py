@@ -193,13 +193,17 @@ def key(summary: report.Summary, name: str):
     return summary.keys[[c.name for c in COLUMNS].index(name)]
 
 
-def choices(rows: list[report.Row], criterion: str, solved_at: float) -> dict[tuple, tuning.Choice]:
-    """Every arm's choice as the run made it, from its grid rows: {(model, sweep, steps): Choice}."""
+def grid_scores(rows: list[report.Row]) -> dict[tuple, dict[tuple, np.ndarray]]:
+    """Every arm's grid, from its rows: {(model, sweep, steps): {(lr, momentum): tuning rounds' scores}}."""
     tables: dict[tuple, dict[tuple, list[float]]] = {}
     for r in rows:
         tables.setdefault((r.model, r.sweep, r.get("steps")), {}).setdefault((r.get("lr"), r.get("momentum")), []).append(r.score)
-    return {arm: tuning.choose({p: np.array(v, dtype=np.float32) for p, v in t.items()}, criterion, solved_at)
-            for arm, t in tables.items()}
+    return {arm: {p: np.array(v, dtype=np.float32) for p, v in t.items()} for arm, t in tables.items()}
+
+
+def choices(rows: list[report.Row], criterion: str, solved_at: float) -> dict[tuple, tuning.Choice]:
+    """Every arm's choice as the run made it, from its grid rows: {(model, sweep, steps): Choice}."""
+    return {arm: tuning.choose(t, criterion, solved_at) for arm, t in grid_scores(rows).items()}
 
 
 def cell(c: tuning.Choice, momentum: bool) -> str:
@@ -211,13 +215,16 @@ def tuning_notes(study: Study) -> cli.Notes:
     grid rounds diverged, by variant and learning rate."""
     def notes(rows: list[report.Row], solved_at: float) -> str:
         chosen, momenta = choices(rows, study.criterion, solved_at), with_momentum(rows)
+        firm = {arm: tuning.stability(t, study.criterion, solved_at) for arm, t in grid_scores(rows).items()}
         lines = [f"chosen on {study.tuning_rounds} tuning rounds per grid point and arm, each on its own selection set "
                  f"of {study.selection}, by the {study.criterion} criterion ({TIE_BREAK}); lr/momentum, "
-                 f"* = at an edge of the grid {tuning.LR_GRID[0]:g}..{tuning.LR_GRID[-1]:g}:"]
+                 f"* = at an edge of the grid {tuning.LR_GRID[0]:g}..{tuning.LR_GRID[-1]:g}; (%): how often the same "
+                 f"point is chosen over {tuning.STABILITY_RESAMPLES} bootstrap redraws of the tuning rounds:"]
         for steps in dict.fromkeys(s for _, _, s in chosen):
             lines.append(f" {steps} steps:")
             for model in dict.fromkeys(m for m, _, s in chosen if s == steps):
-                cells = [f"{n}: {cell(c, model in momenta)}" for (m, n, s), c in chosen.items() if (m, s) == (model, steps)]
+                cells = [f"{n}: {cell(c, model in momenta)} ({100 * firm[(m, n, s)]:.0f} %)"
+                         for (m, n, s), c in chosen.items() if (m, s) == (model, steps)]
                 lines.append(f"  {model:<20} " + ", ".join(cells))
         lines.append("diverged grid rounds (non-finite parameters or logits, scored as wrong answers), by learning rate:")
         for steps in dict.fromkeys(r.get("steps") for r in rows):

@@ -573,20 +573,28 @@ def selection_comparisons(x: ModuleType) -> cli.Notes:
     return notes
 
 
-def tuning_notes(rows: list[report.Row], solved_at: float) -> str:
-    """Where the solved-share and the mean criteria choose differently (from the grid rows)."""
-    by: dict[tuple, dict[tuple, np.ndarray]] = {}
-    for (arm, steps, point), scores in report.by_model(
-            rows, lambda r: (arm_of(r), key(r, "steps"), (key(r, "lr"), key(r, "momentum")))).items():
-        by.setdefault((arm, steps), {})[point] = next(iter(scores.values()))
-    lines = ["rates by criterion on the tuning rounds (solved share / mean score), where they differ:"]
-    for (arm, steps), table in by.items():
-        solved, mean = (tuning.choose(table, c, solved_at) for c in ("solved", "mean"))
-        edge = " (at the grid's edge)" if solved.edge else ""
-        if (solved.lr, solved.momentum) != (mean.lr, mean.momentum):
-            lines.append(f"  {steps} steps, {name(arm)}: solved -> lr {solved.lr:g} m {solved.momentum:g}{edge}; "
-                         f"mean -> lr {mean.lr:g} m {mean.momentum:g}")
-    return "\n".join(lines)
+def tuning_notes(criterion: str) -> cli.Notes:
+    """Each arm's chosen point by --criterion with how firmly its tuning rounds make it (tuning.stability), and
+    where the solved-share and the mean criteria choose differently (from the grid rows)."""
+    def notes(rows: list[report.Row], solved_at: float) -> str:
+        by: dict[tuple, dict[tuple, np.ndarray]] = {}
+        for (arm, steps, point), scores in report.by_model(
+                rows, lambda r: (arm_of(r), key(r, "steps"), (key(r, "lr"), key(r, "momentum")))).items():
+            by.setdefault((arm, steps), {})[point] = next(iter(scores.values()))
+        firm = [f"chosen by the {criterion} criterion, and how often the same point is chosen over "
+                f"{tuning.STABILITY_RESAMPLES} bootstrap redraws of the tuning rounds:"]
+        differ = ["rates by criterion on the tuning rounds (solved share / mean score), where they differ:"]
+        for (arm, steps), table in by.items():
+            c = tuning.choose(table, criterion, solved_at)
+            firm.append(f"  {steps} steps, {name(arm)}: lr {c.lr:g} m {c.momentum:g} "
+                        f"({100 * tuning.stability(table, criterion, solved_at):.0f} %)")
+            solved, mean = (tuning.choose(table, k, solved_at) for k in ("solved", "mean"))
+            edge = " (at the grid's edge)" if solved.edge else ""
+            if (solved.lr, solved.momentum) != (mean.lr, mean.momentum):
+                differ.append(f"  {steps} steps, {name(arm)}: solved -> lr {solved.lr:g} m {solved.momentum:g}{edge}; "
+                              f"mean -> lr {mean.lr:g} m {mean.momentum:g}")
+        return "\n".join(firm + differ)
+    return notes
 
 
 # ----------------------------------------------------------------------------- figures
@@ -683,7 +691,7 @@ def job(x: ModuleType, s: cli.Settings, o: Exploration) -> cli.Job:
     figures = (figure(x, o, s), selection_figure(x, o, s), tuning_figure(x, o, s))
     return cli.Job(figures, s, x.PROTOCOL, lambda gen: run(x, s, o, gen, record),
                    notes={figures[0].name: comparisons(x, o), figures[1].name: selection_comparisons(x),
-                          figures[2].name: tuning_notes},
+                          figures[2].name: tuning_notes(o.criterion)},
                    study=o, study_protocol=OWN[x.NAME], record=record)
 
 

@@ -54,6 +54,33 @@ def choose(scores: dict[tuple[float, float], np.ndarray], criterion: str, solved
                   len(lrs) > 1 and best[0] in (lrs[0], lrs[-1]))
 
 
+STABILITY_RESAMPLES = 2000
+
+
+def stability(scores: dict[tuple[float, float], np.ndarray], criterion: str, solved_at: float,
+              resamples: int = STABILITY_RESAMPLES, seed: int = 0) -> float:
+    """How firmly the tuning rounds make `choose`'s choice: the share of bootstrap redraws of every grid
+    point's tuning rounds (each point's rounds are networks of their own: redrawn apart) in which `choose`,
+    by the same criterion and ties, picks the same point. Near 1: another tuning draw would choose the same;
+    well below: the rate an arm reports at hinges on its tuning draw, a variation no interval on the reported
+    rounds includes."""
+    points = list(scores)
+    rng = np.random.default_rng(seed)
+    crit, mean = [], []
+    for p in points:
+        drawn = scores[p][rng.integers(0, len(scores[p]), (resamples, len(scores[p])))]
+        crit.append((drawn >= solved_at).mean(1) if criterion == "solved" else drawn.mean(1))
+        mean.append(drawn.mean(1))
+    order = np.array([sorted(points, key=lambda q: (-q[0], -q[1])).index(p) for p in points])   # ties: smaller lr, m
+    static = np.broadcast_to(order[:, None], (len(points), resamples))
+    best = np.lexsort((static, np.array(mean), np.array(crit)), axis=0)[-1]
+    return float((best == points.index(_point(choose(scores, criterion, solved_at)))).mean())
+
+
+def _point(c: Choice) -> tuple[float, float]:
+    return c.lr, c.momentum
+
+
 @dataclass(frozen=True)
 class Arm:
     """One thing a study compares: its rows' model and sweep value, the settings it trains at, its template."""

@@ -32,6 +32,34 @@ def test_edges_of_the_grid_are_marked():
     assert not tuning.choose(scores, "mean", 1.0).edge
 
 
+def test_the_firmness_of_a_choice_is_choose_itself_over_redraws_of_the_tuning_rounds():
+    """tuning.stability against its definition, a plain loop: for each bootstrap redraw of every point's tuning
+    rounds (drawn point by point from the same generator), tuning.choose on the redrawn table; the share that
+    picks the point chosen on the rounds as drawn. A table with a tie broken by the mean, and one by the rate."""
+    rng = np.random.default_rng(11)                                   # 8, 8, 8 and 2 of 12 rounds solved
+    table = {(lr, m): np.where(rng.random(12) < p, 1.0, 0.9 + 0.09 * rng.random(12)).astype(np.float32)
+             for (lr, m), p in {(0.1, 0.0): 0.6, (0.3, 0.0): 0.55, (0.3, 0.5): 0.5, (1.0, 0.0): 0.2}.items()}
+    for criterion in ("solved", "mean"):
+        first = tuning.choose(table, criterion, 1.0)
+        table[(10.0, 0.0)] = table[(first.lr, first.momentum)].copy()    # the same rounds, a larger rate: a tie
+        assert tuning.choose(table, criterion, 1.0) == first
+        draw = np.random.default_rng(7)
+        picks = {p: v[draw.integers(0, len(v), (300, len(v)))] for p, v in table.items()}
+        plain = np.mean([(lambda c: (c.lr, c.momentum))(tuning.choose({p: d[b] for p, d in picks.items()}, criterion,
+                                                                      1.0)) == (first.lr, first.momentum)
+                         for b in range(300)])
+        firm = tuning.stability(table, criterion, 1.0, resamples=300, seed=7)
+        assert firm == plain and 0.2 < firm < 0.9, (criterion, firm, plain)
+
+
+def test_a_clear_choice_is_firm_and_a_coin_toss_is_not():
+    clear = {(0.1, 0.0): np.ones(20, np.float32), (1.0, 0.0): np.zeros(20, np.float32)}
+    assert tuning.stability(clear, "solved", 1.0) == 1.0
+    rng = np.random.default_rng(0)
+    toss = {(lr, 0.0): (rng.random(20) < 0.5).astype(np.float32) for lr in (0.1, 0.3)}
+    assert 0.2 < tuning.stability(toss, "solved", 1.0) < 0.8
+
+
 def test_grid_has_momentum_only_where_the_optimizer_takes_one():
     assert {m for _, m in tuning.grid("sgd")} == set(tuning.MOMENTUM_GRID)
     assert {m for _, m in tuning.grid("adam")} == {0.0}
