@@ -215,15 +215,14 @@ def tuning_notes(study: Study) -> cli.Notes:
     grid rounds diverged, by variant and learning rate."""
     def notes(rows: list[report.Row], solved_at: float) -> str:
         chosen, momenta = choices(rows, study.criterion, solved_at), with_momentum(rows)
-        firm = {arm: tuning.stability(t, study.criterion, solved_at) for arm, t in grid_scores(rows).items()}
+        firm = {arm: tuning.firmness(t, study.criterion, solved_at) for arm, t in grid_scores(rows).items()}
         lines = [f"chosen on {study.tuning_rounds} tuning rounds per grid point and arm, each on its own selection set "
                  f"of {study.selection}, by the {study.criterion} criterion ({TIE_BREAK}); lr/momentum, "
-                 f"* = at an edge of the grid {tuning.LR_GRID[0]:g}..{tuning.LR_GRID[-1]:g}; (%): how often the same "
-                 f"point is chosen over {tuning.STABILITY_RESAMPLES} bootstrap redraws of the tuning rounds:"]
+                 f"* = at an edge of the grid {tuning.LR_GRID[0]:g}..{tuning.LR_GRID[-1]:g}; ({tuning.FIRMNESS}):"]
         for steps in dict.fromkeys(s for _, _, s in chosen):
             lines.append(f" {steps} steps:")
             for model in dict.fromkeys(m for m, _, s in chosen if s == steps):
-                cells = [f"{n}: {cell(c, model in momenta)} ({100 * firm[(m, n, s)]:.0f} %)"
+                cells = [f"{n}: {cell(c, model in momenta)} ({tuning.firmness_text(firm[(m, n, s)], study.criterion)})"
                          for (m, n, s), c in chosen.items() if (m, s) == (model, steps)]
                 lines.append(f"  {model:<20} " + ", ".join(cells))
         lines.append("diverged grid rounds (non-finite parameters or logits, scored as wrong answers), by learning rate:")

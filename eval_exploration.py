@@ -574,20 +574,19 @@ def selection_comparisons(x: ModuleType) -> cli.Notes:
 
 
 def tuning_notes(criterion: str) -> cli.Notes:
-    """Each arm's chosen point by --criterion with how firmly its tuning rounds make it (tuning.stability), and
+    """Each arm's chosen point by --criterion with how firmly its tuning rounds make it (tuning.firmness), and
     where the solved-share and the mean criteria choose differently (from the grid rows)."""
     def notes(rows: list[report.Row], solved_at: float) -> str:
         by: dict[tuple, dict[tuple, np.ndarray]] = {}
         for (arm, steps, point), scores in report.by_model(
                 rows, lambda r: (arm_of(r), key(r, "steps"), (key(r, "lr"), key(r, "momentum")))).items():
             by.setdefault((arm, steps), {})[point] = next(iter(scores.values()))
-        firm = [f"chosen by the {criterion} criterion, and how often the same point is chosen over "
-                f"{tuning.STABILITY_RESAMPLES} bootstrap redraws of the tuning rounds:"]
+        firm = [f"chosen by the {criterion} criterion ({tuning.FIRMNESS}):"]
         differ = ["rates by criterion on the tuning rounds (solved share / mean score), where they differ:"]
         for (arm, steps), table in by.items():
             c = tuning.choose(table, criterion, solved_at)
             firm.append(f"  {steps} steps, {name(arm)}: lr {c.lr:g} m {c.momentum:g} "
-                        f"({100 * tuning.stability(table, criterion, solved_at):.0f} %)")
+                        f"({tuning.firmness_text(tuning.firmness(table, criterion, solved_at), criterion)})")
             solved, mean = (tuning.choose(table, k, solved_at) for k in ("solved", "mean"))
             edge = " (at the grid's edge)" if solved.edge else ""
             if (solved.lr, solved.momentum) != (mean.lr, mean.momentum):

@@ -54,16 +54,21 @@ def choose(scores: dict[tuple[float, float], np.ndarray], criterion: str, solved
                   len(lrs) > 1 and best[0] in (lrs[0], lrs[-1]))
 
 
-STABILITY_RESAMPLES = 2000
+FIRMNESS_RESAMPLES = 2000
+CONTENDER = 0.05          # a point chosen in at least this share of the redraws contends with the choice
 
 
-def stability(scores: dict[tuple[float, float], np.ndarray], criterion: str, solved_at: float,
-              resamples: int = STABILITY_RESAMPLES, seed: int = 0) -> float:
-    """How firmly the tuning rounds make `choose`'s choice: the share of bootstrap redraws of every grid
-    point's tuning rounds (each point's rounds are networks of their own: redrawn apart) in which `choose`,
-    by the same criterion and ties, picks the same point. Near 1: another tuning draw would choose the same;
-    well below: the rate an arm reports at hinges on its tuning draw, a variation no interval on the reported
-    rounds includes."""
+@dataclass(frozen=True)
+class Firmness:
+    same: float           # share of redraws of the tuning rounds in which `choose` picks the same point
+    gap: float            # the criterion's largest lead, on the tuning rounds as drawn, of the chosen point over
+                          # a contender (0: every contender did as well; the tie-break chose)
+
+
+def picks(scores: dict[tuple[float, float], np.ndarray], criterion: str, solved_at: float,
+          resamples: int = FIRMNESS_RESAMPLES, seed: int = 0) -> dict[tuple[float, float], float]:
+    """How often `choose`, by the same criterion and ties, picks each grid point over bootstrap redraws of
+    every point's tuning rounds (each point's rounds are networks of their own: redrawn apart)."""
     points = list(scores)
     rng = np.random.default_rng(seed)
     crit, mean = [], []
@@ -74,11 +79,30 @@ def stability(scores: dict[tuple[float, float], np.ndarray], criterion: str, sol
     order = np.array([sorted(points, key=lambda q: (-q[0], -q[1])).index(p) for p in points])   # ties: smaller lr, m
     static = np.broadcast_to(order[:, None], (len(points), resamples))
     best = np.lexsort((static, np.array(mean), np.array(crit)), axis=0)[-1]
-    return float((best == points.index(_point(choose(scores, criterion, solved_at)))).mean())
+    return {p: float((best == i).mean()) for i, p in enumerate(points)}
 
 
-def _point(c: Choice) -> tuple[float, float]:
-    return c.lr, c.momentum
+def firmness(scores: dict[tuple[float, float], np.ndarray], criterion: str, solved_at: float,
+             resamples: int = FIRMNESS_RESAMPLES, seed: int = 0) -> Firmness:
+    """How firmly the tuning rounds make `choose`'s choice. `same` near 1: another tuning draw would choose
+    the same point. Well below 1 with a `gap` near 0: the contenders did as well as the choice on the tuning
+    rounds (a flat optimum: which of them is chosen matters little). Well below 1 with a large gap: the rate an
+    arm reports at hinges on its tuning draw, a variation no interval on the reported rounds includes."""
+    c = choose(scores, criterion, solved_at)
+    shares = picks(scores, criterion, solved_at, resamples, seed)
+    value = lambda p: criterion_value(scores[p], criterion, solved_at)
+    rivals = [p for p, share in shares.items() if share >= CONTENDER and p != (c.lr, c.momentum)]
+    return Firmness(shares[(c.lr, c.momentum)], max([c.value - value(p) for p in rivals], default=0.0))
+
+
+FIRMNESS = (f"how firm: the share of {FIRMNESS_RESAMPLES} bootstrap redraws of the tuning rounds that choose the same "
+            f"point; its lead on the tuning rounds over the other points chosen in at least {CONTENDER:.0%} of them")
+
+
+def firmness_text(f: Firmness, criterion: str) -> str:
+    """`65 %, lead 4 pts`: the share of redraws choosing the same point, the lead over the contenders."""
+    lead = f"{100 * f.gap:.0f} pts" if criterion == "solved" else f"{f.gap:.3f}"
+    return f"{100 * f.same:.0f} %, lead {lead}"
 
 
 @dataclass(frozen=True)

@@ -281,7 +281,7 @@ def test_notes_mark_grid_edges_and_count_diverged_rounds():
     rows += [report.Row("SGD", 1, 6, r, score, False, (("lr", lr), ("momentum", m), ("steps", 100)))
              for lr, m, score in ((0.1, 0.0, 1.0), (0.1, 0.5, 0.9), (1.0, 0.0, 0.5)) for r in range(3)]
     text = A.tuning_notes(A.OWN["cnn"])(rows, 1.0)
-    assert "Adam                 1: 10* (100 %)" in text and "SGD                  1: 0.1/0* (100 %)" in text
+    assert "Adam                 1: 10* (100 %, lead 0 pts)" in text and "SGD                  1: 0.1/0* (100 %, lead 0 pts)" in text
     assert "100 steps, Adam                 3 of 9 (lr 10: 3)" in text and "SGD                  0 of 9 (none)" in text
 
 

@@ -1,6 +1,7 @@
 """The shared tuning rules (tuning.py): the choice follows the criterion the comparison reports, ties are
 broken as documented, and nothing but the selection scores of the tuning rounds decides."""
 import numpy as np
+import pytest
 import torch
 
 import eval_bool
@@ -32,11 +33,11 @@ def test_edges_of_the_grid_are_marked():
     assert not tuning.choose(scores, "mean", 1.0).edge
 
 
-def test_the_firmness_of_a_choice_is_choose_itself_over_redraws_of_the_tuning_rounds():
-    """tuning.stability against its definition, a plain loop: for each bootstrap redraw of every point's tuning
-    rounds (drawn point by point from the same generator), tuning.choose on the redrawn table; the share that
-    picks the point chosen on the rounds as drawn. A table with a tie broken by the mean, and one by the rate."""
-    rng = np.random.default_rng(11)                                   # 8, 8, 8 and 2 of 12 rounds solved
+def test_the_picks_of_redrawn_tuning_rounds_are_choose_itself_in_a_loop():
+    """tuning.picks against its definition, a plain loop: for each bootstrap redraw of every point's tuning
+    rounds (drawn point by point from the same generator), tuning.choose on the redrawn table. A table whose
+    ties are broken by the mean (8, 8 and 8 of 12 rounds solved) and by the rate (a copy at a larger rate)."""
+    rng = np.random.default_rng(11)
     table = {(lr, m): np.where(rng.random(12) < p, 1.0, 0.9 + 0.09 * rng.random(12)).astype(np.float32)
              for (lr, m), p in {(0.1, 0.0): 0.6, (0.3, 0.0): 0.55, (0.3, 0.5): 0.5, (1.0, 0.0): 0.2}.items()}
     for criterion in ("solved", "mean"):
@@ -44,20 +45,32 @@ def test_the_firmness_of_a_choice_is_choose_itself_over_redraws_of_the_tuning_ro
         table[(10.0, 0.0)] = table[(first.lr, first.momentum)].copy()    # the same rounds, a larger rate: a tie
         assert tuning.choose(table, criterion, 1.0) == first
         draw = np.random.default_rng(7)
-        picks = {p: v[draw.integers(0, len(v), (300, len(v)))] for p, v in table.items()}
-        plain = np.mean([(lambda c: (c.lr, c.momentum))(tuning.choose({p: d[b] for p, d in picks.items()}, criterion,
-                                                                      1.0)) == (first.lr, first.momentum)
-                         for b in range(300)])
-        firm = tuning.stability(table, criterion, 1.0, resamples=300, seed=7)
-        assert firm == plain and 0.2 < firm < 0.9, (criterion, firm, plain)
+        drawn = {p: v[draw.integers(0, len(v), (300, len(v)))] for p, v in table.items()}
+        chosen = [(lambda c: (c.lr, c.momentum))(tuning.choose({p: d[b] for p, d in drawn.items()}, criterion, 1.0))
+                  for b in range(300)]
+        picks = tuning.picks(table, criterion, 1.0, resamples=300, seed=7)
+        assert picks == {p: chosen.count(p) / 300 for p in table}, criterion
+        firm = tuning.firmness(table, criterion, 1.0, resamples=300, seed=7)
+        assert firm.same == picks[(first.lr, first.momentum)] and 0.2 < firm.same < 0.9
+        value = lambda p: tuning.criterion_value(table[p], criterion, 1.0)
+        assert firm.gap == max(value((first.lr, first.momentum)) - value(p) for p, k in picks.items()
+                               if k >= tuning.CONTENDER and p != (first.lr, first.momentum))
+        del table[(10.0, 0.0)]
 
 
-def test_a_clear_choice_is_firm_and_a_coin_toss_is_not():
+def test_a_clear_choice_is_firm_a_coin_toss_is_not_and_a_flat_optimum_leads_by_nothing():
     clear = {(0.1, 0.0): np.ones(20, np.float32), (1.0, 0.0): np.zeros(20, np.float32)}
-    assert tuning.stability(clear, "solved", 1.0) == 1.0
+    assert tuning.firmness(clear, "solved", 1.0) == tuning.Firmness(1.0, 0.0)
     rng = np.random.default_rng(0)
     toss = {(lr, 0.0): (rng.random(20) < 0.5).astype(np.float32) for lr in (0.1, 0.3)}
-    assert 0.2 < tuning.stability(toss, "solved", 1.0) < 0.8
+    assert 0.2 < tuning.firmness(toss, "solved", 1.0).same < 0.8
+    flat = {(lr, 0.0): np.ones(20, np.float32) for lr in (0.1, 0.3)}          # equal: the tie-break chooses
+    assert tuning.firmness(flat, "solved", 1.0) == tuning.Firmness(1.0, 0.0)
+    solved = lambda k: np.array([1.0] * k + [0.5] * (20 - k), np.float32)
+    rare = {(0.1, 0.0): solved(18), (0.3, 0.0): solved(17), (1.0, 0.0): solved(14)}    # lr 1: chosen in 1.5 %
+    assert 0 < tuning.picks(rare, "solved", 1.0)[(1.0, 0.0)] < tuning.CONTENDER
+    assert tuning.firmness(rare, "solved", 1.0).gap == pytest.approx(0.05)              # the lead over lr 0.3 only
+    assert tuning.firmness_text(tuning.Firmness(0.654, 0.04), "solved") == "65 %, lead 4 pts"
 
 
 def test_grid_has_momentum_only_where_the_optimizer_takes_one():
