@@ -45,7 +45,8 @@ REFERENCE = "SGD at the protocol's rate"                    # untuned: the write
 FLAGS = ["rounds", "steps", "solved_at", "min_filters", "max_filters", "min_width", "max_width"]
 COLUMNS = (report.Column("lr", float, low=0), report.Column("momentum", float, low=0, high=1),
            report.Column("steps", int, low=1))
-TIE_BREAK = "ties: better mean score, then smaller learning rate, then smaller momentum"
+TIE_BREAK = (f"points equal on the criterion and the mean score race on {tuning.RACE}x the tuning rounds afresh; "
+             "ties: better mean score, then smaller learning rate, then smaller momentum")
 SCORING_CHUNK = 256                                   # rounds engine.evaluate scores at once
 
 
@@ -203,7 +204,7 @@ def grid_scores(rows: list[report.Row]) -> dict[tuple, dict[tuple, np.ndarray]]:
 
 def choices(rows: list[report.Row], criterion: str, solved_at: float) -> dict[tuple, tuning.Choice]:
     """Every arm's choice as the run made it, from its grid rows: {(model, sweep, steps): Choice}."""
-    return {arm: tuning.choose(t, criterion, solved_at) for arm, t in grid_scores(rows).items()}
+    return {arm: tuning.decide(t, criterion, solved_at) for arm, t in grid_scores(rows).items()}
 
 
 def cell(c: tuning.Choice, momentum: bool) -> str:

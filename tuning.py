@@ -4,10 +4,14 @@ values chosen on tuning rounds scored on a selection set, by the criterion its c
 An *arm* is one thing a study compares (a width, a best-of-k, an optimizer, a surrogate): a network template
 and the experiment settings it trains at. Its grid points are trained together in one stack (one group per
 grid point, per-round learning rate and momentum), scored on fresh selection data, and the point with the
-best criterion is chosen. Nothing here looks at the validation set or at the rounds a study reports.
+best criterion is chosen. Points the tuning rounds cannot tell apart at all (equal criterion and mean score:
+several points solving every round perfectly) race on more fresh rounds before the choice, so that a tie-break
+towards the smallest rate does not decide alone. Nothing here looks at the validation set or at the rounds a
+study reports.
 """
 import copy
 import dataclasses
+import zlib
 from dataclasses import dataclass
 from types import ModuleType
 
@@ -88,6 +92,7 @@ def firmness(scores: dict[tuple[float, float], np.ndarray], criterion: str, solv
     the same point. Well below 1 with a `gap` near 0: the contenders did as well as the choice on the tuning
     rounds (a flat optimum: which of them is chosen matters little). Well below 1 with a large gap: the rate an
     arm reports at hinges on its tuning draw, a variation no interval on the reported rounds includes."""
+    scores = contenders(scores)
     c = choose(scores, criterion, solved_at)
     shares = picks(scores, criterion, solved_at, resamples, seed)
     value = lambda p: criterion_value(scores[p], criterion, solved_at)
@@ -105,6 +110,38 @@ def firmness_text(f: Firmness, criterion: str) -> str:
     return f"{100 * f.same:.0f} %, lead {lead}"
 
 
+RACE = 3                  # points the tuning rounds cannot tell apart race on this many times their rounds
+
+
+def tied(scores: dict[tuple[float, float], np.ndarray], criterion: str, solved_at: float) -> list[tuple[float, float]]:
+    """The points equal to `choose`'s choice on the criterion and on the mean score: nothing in the tuning
+    rounds tells them apart (several points solving every round perfectly, say), and the smallest rate would
+    win by the tie-break alone."""
+    c = choose(scores, criterion, solved_at)
+    key = lambda v: (criterion_value(v, criterion, solved_at), float(v.mean()))
+    return [p for p, v in scores.items() if key(v) == key(scores[(c.lr, c.momentum)])]
+
+
+def contenders(scores: dict[tuple[float, float], np.ndarray]) -> dict[tuple[float, float], np.ndarray]:
+    """The points a choice is made among: those with the most tuning rounds (the race's, where one was run)."""
+    most = max(len(v) for v in scores.values())
+    return {p: v for p, v in scores.items() if len(v) == most}
+
+
+def decide(scores: dict[tuple[float, float], np.ndarray], criterion: str, solved_at: float) -> Choice:
+    """An arm's choice from all its tuning rounds: `choose` among the contenders (after a race, the points that
+    raced, on their first and their race's rounds together); the grid edge is the whole grid's."""
+    c = choose(contenders(scores), criterion, solved_at)
+    lrs = sorted({lr for lr, _ in scores})
+    return dataclasses.replace(c, edge=len(lrs) > 1 and c.lr in (lrs[0], lrs[-1]))
+
+
+def race_generator(gen: torch.Generator, what: str) -> torch.Generator:
+    """A generator of a race's own, from the run's seed and what races (`gen` is not drawn from: a run in which
+    nothing races draws exactly what it drew before races existed)."""
+    return torch.Generator(gen.device).manual_seed((gen.initial_seed() + zlib.crc32(what.encode())) % 2 ** 63)
+
+
 @dataclass(frozen=True)
 class Arm:
     """One thing a study compares: its rows' model and sweep value, the settings it trains at, its template."""
@@ -118,8 +155,9 @@ def tune(script: ModuleType, arms: list[Arm], rounds: int, selection: int, crite
          bar, lrs: tuple[float, ...] = LR_GRID) -> tuple[dict[tuple[str, int], Choice], list[report.Row]]:
     """Choose every arm's learning rate and momentum. Arms that share settings (but for their template)
     train in one stack, one group per arm and grid point, `rounds` fresh tuning rounds each, every round
-    scored on its own fresh selection set of `selection` pairs / points. Returns each arm's choice, by
-    (model, sweep), and the grid's rows (key columns `lr` and `momentum`)."""
+    scored on its own fresh selection set of `selection` pairs / points; an arm's tied points race (`race`).
+    Returns each arm's choice, by (model, sweep), and the grid's rows, the races' after the tuning rounds' (key
+    columns `lr` and `momentum`)."""
     chosen, rows = {}, []
     by_settings: dict[object, list[Arm]] = {}
     for arm in arms:
@@ -134,8 +172,34 @@ def tune(script: ModuleType, arms: list[Arm], rounds: int, selection: int, crite
         for (arm, lr, m), group in zip(points, stack.groups):
             keys = (("lr", lr), ("momentum", m))
             rows += report.rows_of(stack, [(arm.model, arm.sweep)], (scores, diverged), keys, groups=[group])
-        for arm in members:
-            table = {(lr, m): scores[g.start:g.stop].cpu().numpy() for (a, lr, m), g in zip(points, stack.groups)
-                     if a is arm}
-            chosen[(arm.model, arm.sweep)] = choose(table, criterion, s.solved_at)
+        tables = {arm: {(lr, m): scores[g.start:g.stop].cpu().numpy() for (a, lr, m), g in zip(points, stack.groups)
+                        if a is arm} for arm in members}
+        rows += race(script, s, tables, selection, criterion, gen, bar)
+        for arm, table in tables.items():
+            chosen[(arm.model, arm.sweep)] = decide(table, criterion, s.solved_at)
     return chosen, rows
+
+
+def race(script: ModuleType, s, tables: dict[Arm, dict], selection: int, criterion: str, gen: torch.Generator,
+         bar) -> list[report.Row]:
+    """Where several points of an arm are `tied`, they race: each trains RACE times its tuning rounds afresh,
+    all in one stack (from a generator of the race's own), scored as the tuning rounds were; their scores join
+    their tables (in place) and their rows follow the tuning rounds'. F-Race (Birattari et al., GECCO 2002)
+    races every candidate until the data separate them; this races only the ones the data cannot order."""
+    entries = [(arm, lr, m) for arm, table in tables.items() for lr, m in
+               (tied(table, criterion, s.solved_at) if len(tied(table, criterion, s.solved_at)) > 1 else [])]
+    if not entries:
+        return []
+    rounds = len(next(iter(tables[entries[0][0]].values())))
+    r = dataclasses.replace(s, rounds=RACE * rounds)
+    rgen = race_generator(gen, repr((s.steps, [(a.model, a.sweep, lr, m) for a, lr, m in entries])))
+    stack = script.train(r, rgen, [copy.deepcopy(arm.template) for arm, _, _ in entries], bar,
+                         lr=[lr for _, lr, _ in entries], momentum=[m for _, _, m in entries])
+    scores, diverged = script.selection(r, rgen, selection, stack.networks)(stack)
+    rows = []
+    for (arm, lr, m), group in zip(entries, stack.groups):
+        tables[arm][(lr, m)] = np.concatenate([tables[arm][(lr, m)], scores[group.start:group.stop].cpu().numpy()])
+        rows += [dataclasses.replace(row, round=row.round + rounds) for row in
+                 report.rows_of(stack, [(arm.model, arm.sweep)], (scores, diverged), (("lr", lr), ("momentum", m)),
+                                groups=[group])]
+    return rows

@@ -1,9 +1,13 @@
 """The shared tuning rules (tuning.py): the choice follows the criterion the comparison reports, ties are
 broken as documented, and nothing but the selection scores of the tuning rounds decides."""
+import dataclasses
+import types
+
 import numpy as np
 import pytest
 import torch
 
+import engine
 import eval_bool
 import report
 import tuning
@@ -95,3 +99,76 @@ def test_tune_trains_each_arm_at_each_point_and_chooses_on_selection_rows(monkey
                 means.setdefault((r.get("lr"), r.get("momentum")), []).append(r.score)
         best = max(means, key=lambda k: (np.mean(means[k]), -k[0], -k[1]))
         assert (choice.lr, choice.momentum) == best
+
+
+@dataclasses.dataclass(frozen=True)
+class Toy:
+    """The settings tuning.tune reads (a grid without momentum)."""
+    rounds: int = 1
+    optimizer: str = "adam"
+    solved_at: float = 1.0
+    steps: int = 10
+
+
+class ToyNet(torch.nn.Module):
+    final_size = 3
+
+
+def toy_script(solved: dict[tuple[float, int], int]):
+    """A script whose networks at lr solve solved[(lr, rounds)] of `rounds` rounds (the first ones), the rest
+    scoring 0.5: no training, only the bookkeeping tune and race do. Records each stack it trains."""
+    trained = []
+
+    def train(s, gen, templates, bar, lr, momentum):
+        trained.append((s.rounds, list(lr)))
+        groups = [engine.Group(t, i * s.rounds, (i + 1) * s.rounds) for i, t in enumerate(templates)]
+        return types.SimpleNamespace(groups=groups, networks=len(templates) * s.rounds, lrs=list(lr), rounds=s.rounds)
+
+    def selection(s, gen, size, count):
+        def score(stack):
+            x = torch.cat([torch.tensor([1.0] * solved[(lr, stack.rounds)] + [0.5] * (stack.rounds - solved[(lr, stack.rounds)]))
+                           for lr in stack.lrs])
+            return x, torch.zeros_like(x, dtype=torch.bool)
+        return score
+    return types.SimpleNamespace(train=train, selection=selection), trained
+
+
+def test_points_the_tuning_rounds_cannot_tell_apart_race_and_the_choice_is_made_among_them():
+    """Three rates solve all 4 tuning rounds perfectly (a tie the smallest rate would win alone); they race on
+    3 x 4 fresh rounds, where lr 0.3 solves the most: it is chosen, from the rows as from the run; the race's
+    rows follow the tuning rounds'. The run's generator is not drawn from."""
+    solved = {(0.01, 4): 1, (0.1, 4): 4, (0.3, 4): 4, (1.0, 4): 4, (0.1, 12): 6, (0.3, 12): 12, (1.0, 12): 9}
+    script, trained = toy_script(solved)
+    gen = torch.Generator().manual_seed(5)
+    state = gen.get_state()
+    arm = tuning.Arm("Naive", 1, Toy(), ToyNet())
+    chosen, rows = tuning.tune(script, [arm], 4, 10, "solved", gen, None, lrs=(0.01, 0.1, 0.3, 1.0))
+    assert trained == [(4, [0.01, 0.1, 0.3, 1.0]), (12, [0.1, 0.3, 1.0])]
+    assert (chosen[("Naive", 1)].lr, chosen[("Naive", 1)].edge) == (0.3, False)
+    assert torch.equal(gen.get_state(), state)
+    raced = [r for r in rows if r.round >= 4]
+    assert len(rows) == 4 * 4 + 3 * 12 and sorted({r.round for r in raced}) == list(range(4, 16))
+    table: dict = {}
+    for r in rows:
+        table.setdefault((r.get("lr"), r.get("momentum")), []).append(r.score)
+    assert tuning.decide({p: np.array(v) for p, v in table.items()}, "solved", 1.0) == chosen[("Naive", 1)]
+    assert tuning.choose({p: np.array(v[:4]) for p, v in table.items()}, "solved", 1.0).lr == 0.1   # without the race
+
+
+def test_no_race_where_the_tuning_rounds_order_the_points():
+    """One rate solves every round: no tie, no race; equal solved shares with different means are ordered by
+    the mean and do not race either."""
+    script, trained = toy_script({(0.1, 4): 3, (0.3, 4): 4})
+    chosen, rows = tuning.tune(script, [tuning.Arm("Naive", 1, Toy(), ToyNet())], 4, 10, "solved",
+                               torch.Generator().manual_seed(0), None, lrs=(0.1, 0.3))
+    assert trained == [(4, [0.1, 0.3])] and chosen[("Naive", 1)].lr == 0.3 and len(rows) == 8
+    close = {(0.1, 0.0): np.array([1.0, 0.9]), (0.3, 0.0): np.array([1.0, 0.8])}
+    assert tuning.tied(close, "solved", 1.0) == [(0.1, 0.0)]
+
+
+def test_a_race_draws_from_a_generator_of_its_own():
+    gen = torch.Generator().manual_seed(3)
+    state = gen.get_state()
+    a, b = (torch.rand(3, generator=tuning.race_generator(gen, w)) for w in ("a", "b"))
+    again = torch.rand(3, generator=tuning.race_generator(torch.Generator().manual_seed(3), "a"))
+    assert torch.equal(a, again) and not torch.equal(a, b) and torch.equal(gen.get_state(), state)
