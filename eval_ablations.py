@@ -226,10 +226,11 @@ def tuning_notes(study: Study) -> cli.Notes:
                 cells = [f"{n}: {cell(c, model in momenta)} ({tuning.firmness_text(firm[(m, n, s)], study.criterion)})"
                          for (m, n, s), c in chosen.items() if (m, s) == (model, steps)]
                 lines.append(f"  {model:<20} " + ", ".join(cells))
-        lines.append("diverged grid rounds (non-finite parameters or logits, scored as wrong answers), by learning rate:")
+        lines.append("diverged grid rounds (non-finite parameters or logits, scored as wrong answers; the tuning rounds, "
+                     "not the races'), by learning rate:")
         for steps in dict.fromkeys(r.get("steps") for r in rows):
             for model in dict.fromkeys(r.model for r in rows):
-                at = [r for r in rows if (r.model, r.get("steps")) == (model, steps)]
+                at = [r for r in rows if (r.model, r.get("steps")) == (model, steps) and r.round < study.tuning_rounds]
                 by_lr = {lr: sum(r.diverged for r in at if r.get("lr") == lr) for lr in dict.fromkeys(r.get("lr") for r in at)}
                 spelled = ", ".join(f"lr {lr:g}: {k}" for lr, k in by_lr.items() if k) or "none"
                 lines.append(f"  {steps} steps, {model:<20} {sum(by_lr.values())} of {len(at)} ({spelled})")
@@ -325,7 +326,7 @@ def chosen_figure(script: ModuleType, study: Study):
         lengths = list(dict.fromkeys(s for _, _, s in chosen))
         models = list(dict.fromkeys(m for m, _, _ in chosen))
         fig, axes = report.canvas(len(lengths), 2, (15, 0.5 * len(models) * len(lengths) + 2.5 * len(lengths)),
-                                  left=1.7, wgap=1.7, bottom=0.6)          # room for the variants' names
+                                  left=1.7, wgap=1.7, bottom=0.6, top=0.6)   # room for the names, two-line titles
         for steps, (left, right) in zip(lengths, axes):
             at = sorted({n for _, n, s in chosen if s == steps})
             image = np.full((len(models), len(at)), np.nan)
@@ -339,10 +340,11 @@ def chosen_figure(script: ModuleType, study: Study):
                         vmax=np.log10(tuning.LR_GRID[-1]))
             left.set(xticks=range(len(at)), xticklabels=at, yticks=range(len(models)), yticklabels=models,
                      xlabel=script.SIZE, title=f"{steps} steps: chosen lr[/momentum] (* grid edge), {study.criterion} "
-                                               f"on {study.tuning_rounds} tuning rounds")
+                                               f"on {study.tuning_rounds} tuning rounds\n"
+                                               f"({(1 + tuning.RACE) * study.tuning_rounds} where tied points raced)")
             counts: dict[tuple, list[bool]] = {}
             for r in rows:
-                if r.get("steps") == steps:
+                if r.get("steps") == steps and r.round < study.tuning_rounds:      # the races' rounds aside
                     counts.setdefault((r.model, r.get("lr")), []).append(r.diverged)
             diverged = np.array([[np.mean(counts.get((m, lr), [np.nan])) for lr in tuning.LR_GRID] for m in models])
             right.imshow(diverged, cmap="Reds", vmin=0, vmax=1, aspect="auto")
