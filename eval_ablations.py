@@ -12,8 +12,9 @@ SGD and RMSprop) from the shared grid of tuning.py (lr 0.001..10, momentum 0 / 0
     geometrically from the smallest solving network to the widest).
 An arm's grid points train in one stack on --tuning-rounds fresh rounds, each round scored on its own
 fresh selection set (--selection); the point with the best --criterion (default: the share of rounds
-solved, what the verdicts compare) is chosen; ties go to the better mean score, then the smaller learning
-rate, then the smaller momentum. The arm is then reported on --rounds other, fresh rounds trained at its
+solved, what the verdicts compare) is chosen; points equal on it and on the mean score first race on 3x
+the tuning rounds afresh (tuning.race); ties go to the better mean score, then the smaller learning rate,
+then the smaller momentum. The arm is then reported on --rounds other, fresh rounds trained at its
 chosen values (all sweep points of an arm in one stack, each at its own rate), each scored on its own
 validation set; the choice never sees them. Mean scores are reported at the same choices. Reference: the
 protocol's SGD at its own untuned rate and length (the write-up's setting).

@@ -5,8 +5,9 @@ An *arm* is one thing a study compares (a width, a best-of-k, an optimizer, a su
 and the experiment settings it trains at. Its grid points are trained together in one stack (one group per
 grid point, per-round learning rate and momentum), scored on fresh selection data, and the point with the
 best criterion is chosen. Points the tuning rounds cannot tell apart at all (equal criterion and mean score:
-several points solving every round perfectly) race on more fresh rounds before the choice, so that a tie-break
-towards the smallest rate does not decide alone. Nothing here looks at the validation set or at the rounds a
+several points solving every round perfectly) race once on more fresh rounds before the choice, so that a
+tie-break towards the smallest rate does not decide among them on no evidence (where some still tie after the
+race, it decides among those). Nothing here looks at the validation set or at the rounds a
 study reports.
 """
 import copy
@@ -67,6 +68,8 @@ class Firmness:
     same: float           # share of redraws of the tuning rounds in which `choose` picks the same point
     gap: float            # the criterion's largest lead, on the tuning rounds as drawn, of the chosen point over
                           # a contender (0: every contender did as well; the tie-break chose)
+    tied: int = 1         # points `tied` with the choice (equal criterion and mean): above 1, the tie-break chose
+                          # among them, and the same choice in every redraw says nothing about the rounds
 
 
 def picks(scores: dict[tuple[float, float], np.ndarray], criterion: str, solved_at: float,
@@ -91,23 +94,28 @@ def firmness(scores: dict[tuple[float, float], np.ndarray], criterion: str, solv
     """How firmly the tuning rounds make `choose`'s choice. `same` near 1: another tuning draw would choose
     the same point. Well below 1 with a `gap` near 0: the contenders did as well as the choice on the tuning
     rounds (a flat optimum: which of them is chosen matters little). Well below 1 with a large gap: the rate an
-    arm reports at hinges on its tuning draw, a variation no interval on the reported rounds includes."""
+    arm reports at hinges on its tuning draw, a variation no interval on the reported rounds includes. Points
+    `tied` with the choice are redrawn alike (every round perfect, say), so `same` cannot see them: `tied`
+    counts them. After a race, all of this is among the points that raced."""
     scores = contenders(scores)
     c = choose(scores, criterion, solved_at)
     shares = picks(scores, criterion, solved_at, resamples, seed)
     value = lambda p: criterion_value(scores[p], criterion, solved_at)
     rivals = [p for p, share in shares.items() if share >= CONTENDER and p != (c.lr, c.momentum)]
-    return Firmness(shares[(c.lr, c.momentum)], max([c.value - value(p) for p in rivals], default=0.0))
+    return Firmness(shares[(c.lr, c.momentum)], max([c.value - value(p) for p in rivals], default=0.0),
+                    len(tied(scores, criterion, solved_at)))
 
 
 FIRMNESS = (f"how firm: the share of {FIRMNESS_RESAMPLES} bootstrap redraws of the tuning rounds that choose the same "
-            f"point; its lead on the tuning rounds over the other points chosen in at least {CONTENDER:.0%} of them")
+            f"point; its largest lead on the tuning rounds over another point chosen in at least {CONTENDER:.0%} of "
+            f"them; how many points tie with it (equal solved share and mean: the tie-break chose), if any")
 
 
 def firmness_text(f: Firmness, criterion: str) -> str:
-    """`65 %, lead 4 pts`: the share of redraws choosing the same point, the lead over the contenders."""
+    """`65 %, lead 4 pts[, 3 tied]`: the share of redraws choosing the same point, the lead over the
+    contenders, the points tied with it."""
     lead = f"{100 * f.gap:.0f} pts" if criterion == "solved" else f"{f.gap:.3f}"
-    return f"{100 * f.same:.0f} %, lead {lead}"
+    return f"{100 * f.same:.0f} %, lead {lead}" + (f", {f.tied} tied" if f.tied > 1 else "")
 
 
 RACE = 3                  # points the tuning rounds cannot tell apart race on this many times their rounds

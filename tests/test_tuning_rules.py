@@ -64,12 +64,13 @@ def test_the_picks_of_redrawn_tuning_rounds_are_choose_itself_in_a_loop():
 
 def test_a_clear_choice_is_firm_a_coin_toss_is_not_and_a_flat_optimum_leads_by_nothing():
     clear = {(0.1, 0.0): np.ones(20, np.float32), (1.0, 0.0): np.zeros(20, np.float32)}
-    assert tuning.firmness(clear, "solved", 1.0) == tuning.Firmness(1.0, 0.0)
+    assert tuning.firmness(clear, "solved", 1.0) == tuning.Firmness(1.0, 0.0, 1)
     rng = np.random.default_rng(0)
     toss = {(lr, 0.0): (rng.random(20) < 0.5).astype(np.float32) for lr in (0.1, 0.3)}
     assert 0.2 < tuning.firmness(toss, "solved", 1.0).same < 0.8
-    flat = {(lr, 0.0): np.ones(20, np.float32) for lr in (0.1, 0.3)}          # equal: the tie-break chooses
-    assert tuning.firmness(flat, "solved", 1.0) == tuning.Firmness(1.0, 0.0)
+    flat = {(lr, 0.0): np.ones(20, np.float32) for lr in (0.1, 0.3)}          # equal: the tie-break chooses,
+    assert tuning.firmness(flat, "solved", 1.0) == tuning.Firmness(1.0, 0.0, 2)   # alike in every redraw: 2 tied
+    assert tuning.firmness_text(tuning.Firmness(1.0, 0.0, 2), "solved") == "100 %, lead 0 pts, 2 tied"
     solved = lambda k: np.array([1.0] * k + [0.5] * (20 - k), np.float32)
     rare = {(0.1, 0.0): solved(18), (0.3, 0.0): solved(17), (1.0, 0.0): solved(14)}    # lr 1: chosen in 1.5 %
     assert 0 < tuning.picks(rare, "solved", 1.0)[(1.0, 0.0)] < tuning.CONTENDER
@@ -120,11 +121,13 @@ def toy_script(solved: dict[tuple[float, int], int]):
     trained = []
 
     def train(s, gen, templates, bar, lr, momentum):
+        torch.rand(1, generator=gen)                          # as a real script draws its batches
         trained.append((s.rounds, list(lr)))
         groups = [engine.Group(t, i * s.rounds, (i + 1) * s.rounds) for i, t in enumerate(templates)]
         return types.SimpleNamespace(groups=groups, networks=len(templates) * s.rounds, lrs=list(lr), rounds=s.rounds)
 
     def selection(s, gen, size, count):
+        torch.rand(1, generator=gen)                          # and its sets
         def score(stack):
             x = torch.cat([torch.tensor([1.0] * solved[(lr, stack.rounds)] + [0.5] * (stack.rounds - solved[(lr, stack.rounds)]))
                            for lr in stack.lrs])
@@ -139,13 +142,14 @@ def test_points_the_tuning_rounds_cannot_tell_apart_race_and_the_choice_is_made_
     rows follow the tuning rounds'. The run's generator is not drawn from."""
     solved = {(0.01, 4): 1, (0.1, 4): 4, (0.3, 4): 4, (1.0, 4): 4, (0.1, 12): 6, (0.3, 12): 12, (1.0, 12): 9}
     script, trained = toy_script(solved)
-    gen = torch.Generator().manual_seed(5)
-    state = gen.get_state()
+    gen, tuning_only = torch.Generator().manual_seed(5), torch.Generator().manual_seed(5)
+    for _ in range(2):                                         # what the tuning rounds draw: training, selection
+        torch.rand(1, generator=tuning_only)
     arm = tuning.Arm("Naive", 1, Toy(), ToyNet())
     chosen, rows = tuning.tune(script, [arm], 4, 10, "solved", gen, None, lrs=(0.01, 0.1, 0.3, 1.0))
     assert trained == [(4, [0.01, 0.1, 0.3, 1.0]), (12, [0.1, 0.3, 1.0])]
     assert (chosen[("Naive", 1)].lr, chosen[("Naive", 1)].edge) == (0.3, False)
-    assert torch.equal(gen.get_state(), state)
+    assert torch.equal(gen.get_state(), tuning_only.get_state())     # the race drew from its own generator
     raced = [r for r in rows if r.round >= 4]
     assert len(rows) == 4 * 4 + 3 * 12 and sorted({r.round for r in raced}) == list(range(4, 16))
     table: dict = {}
@@ -172,3 +176,16 @@ def test_a_race_draws_from_a_generator_of_its_own():
     a, b = (torch.rand(3, generator=tuning.race_generator(gen, w)) for w in ("a", "b"))
     again = torch.rand(3, generator=tuning.race_generator(torch.Generator().manual_seed(3), "a"))
     assert torch.equal(a, again) and not torch.equal(a, b) and torch.equal(gen.get_state(), state)
+
+
+def test_after_a_race_the_choice_and_its_firmness_are_among_the_points_that_raced():
+    """lr 0.01 missed the tie by one round (3 of 4) and did not race; the raced points fell to 10 and 11 of 16:
+    the choice stays among them (lr 0.3), though 0.01's 0.75 on its 4 rounds is higher, and firmness redraws
+    only them."""
+    solved = lambda k, n: np.array([1.0] * k + [0.5] * (n - k), np.float32)
+    table = {(0.01, 0.0): solved(3, 4), (0.1, 0.0): solved(10, 16), (0.3, 0.0): solved(11, 16)}
+    assert tuning.choose(table, "solved", 1.0).lr == 0.01
+    assert (tuning.decide(table, "solved", 1.0).lr, tuning.decide(table, "solved", 1.0).edge) == (0.3, True)
+    raced = {p: v for p, v in table.items() if len(v) == 16}
+    assert tuning.firmness(table, "solved", 1.0) == tuning.firmness(raced, "solved", 1.0)
+    assert set(tuning.picks(raced, "solved", 1.0)) == set(raced)
