@@ -11,7 +11,8 @@ round goes on training only while it is not solved on a set of its own (--stop-s
 every other set), so that the budget where more steps no longer move the solved share is reached at the
 cost of the rounds that still need it. Tuning: every rate of --rates trains --tuning-rounds fresh
 rounds to the largest budget, each judged on a selection set of its own; the rate that solves most of them
-is kept (ties: the better mean, then the smaller rate; tuning.choose). The protocol's own rate at its own
+is kept (rates equal on it and on the mean score first race on 3x the tuning rounds afresh, tuning.race;
+then ties: the better mean, then the smaller rate; tuning.choose). The protocol's own rate at its own
 budget (--steps) is run beside, as the write-up's setting. Each pattern runs from a seed of its own, and
 patterns run side by side in as many processes as the CPU's threads allow. Families:
   inside (default): 101, 1001, 10001, ...: the 1s at both ends, the don't-cares inside (like 1101), so
@@ -249,14 +250,18 @@ def go_on(s: eval_cnn.Settings, gen: torch.Generator, stack: engine.Stack, pairs
 def tuned_rates(s: eval_cnn.Settings, own: Scaling, gen: torch.Generator, bar) -> list[tuning.Choice]:
     """Each count's learning rate for this pattern: every rate of --rates on --tuning-rounds fresh rounds
     (one group per count, the rates side by side in it), trained to the largest budget and judged on a
-    selection set of each round's own, by the share of rounds solved (ties: tuning.choose's rule)."""
+    selection set of each round's own, by the share of rounds solved; rates that tie on it and on the mean
+    race (tuning.race, from a generator of its own), then tuning.choose's rule among them."""
     lrs, t = own.lrs(), dataclasses.replace(s, rounds=own.tuning_rounds * len(own.lrs()))
     stack = engine.init_stack([eval_cnn.model(t, MODEL, n) for n in counts(t)], t.rounds, gen)
     per_row = torch.tensor(lrs, device=gen.device).repeat_interleave(own.tuning_rounds).repeat(len(stack.groups))
     eval_cnn.fit(t, gen, stack, bar, optimizer=engine.make_optimizer(t.optimizer, per_row, t.momentum))
     scores = eval_cnn.selection(t, gen, own.selection, t.rounds)(stack)[0].view(len(stack.groups), len(lrs), -1)
-    return [tuning.choose({(lr, t.momentum): v.cpu().numpy() for lr, v in zip(lrs, by_rate)}, "solved", t.solved_at)
-            for by_rate in scores]
+    tables = {tuning.Arm(MODEL, n, s, eval_cnn.model(s, MODEL, n)):
+              {(lr, t.momentum): v.cpu().numpy() for lr, v in zip(lrs, by_rate)}
+              for n, by_rate in zip(counts(t), scores)}
+    tuning.race(eval_cnn, dataclasses.replace(s, rounds=own.tuning_rounds), tables, own.selection, "solved", gen, bar)
+    return [tuning.decide(table, "solved", t.solved_at) for table in tables.values()]
 
 
 def run_pattern(base: eval_cnn.Settings, own: Scaling, pattern: str, seed: int, device: str, bar

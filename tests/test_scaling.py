@@ -398,3 +398,24 @@ def test_a_block_is_as_many_rounds_as_fit_its_budget_and_the_protocol_fits_one()
     protocol = eval_bool.PROTOCOL
     assert eval_bool.block_rounds(protocol.steps) >= protocol.rounds * len(protocol.sizes()), \
         "the protocol's stack must be drawn at once, as the committed results were"
+
+
+def test_tied_rates_race_before_each_count_chooses(monkeypatch):
+    """tuned_rates hands every count's table (each rate's tuning rounds) to tuning.race, then decides each
+    count on the table as the race left it: a race that makes the largest rate win at every count is obeyed."""
+    import tuning
+    base = dataclasses.replace(S.BASE, pattern="101", steps=6, rounds=2, max_filters=2)
+    own = dataclasses.replace(S.PROTOCOL, tuning_rounds=2, selection=20)
+    seen = []
+
+    def race(script, s, tables, selection, criterion, gen, bar):
+        seen.append({arm.sweep: {p: len(v) for p, v in table.items()} for arm, table in tables.items()})
+        for table in tables.values():                      # the race's rounds: only the largest rate solves
+            for p in table:
+                table[p] = np.concatenate([table[p], np.full(6, 1.0 if p[0] == max(own.lrs()) else 0.5, np.float32)])
+        return []
+    monkeypatch.setattr(tuning, "race", race)
+    with report.bar(None, "test") as bar:
+        chosen = S.tuned_rates(base, own, torch.Generator().manual_seed(0), bar)
+    assert seen == [{n: {(lr, base.momentum): 2 for lr in own.lrs()} for n in S.counts(base)}]
+    assert [c.lr for c in chosen] == [max(own.lrs())] * len(S.counts(base))
