@@ -216,8 +216,9 @@ def tuning_notes(study: Study) -> cli.Notes:
     """Each arm's chosen values (from the grid's rows, as the run chose), grid edges marked, and how many
     grid rounds diverged, by variant and learning rate."""
     def notes(rows: list[report.Row], solved_at: float) -> str:
-        chosen, momenta = choices(rows, study.criterion, solved_at), with_momentum(rows)
-        firm = {arm: tuning.firmness(t, study.criterion, solved_at) for arm, t in grid_scores(rows).items()}
+        grids, momenta = grid_scores(rows), with_momentum(rows)
+        chosen = {arm: tuning.decide(t, study.criterion, solved_at) for arm, t in grids.items()}
+        firm = {arm: tuning.firmness(t, study.criterion, solved_at) for arm, t in grids.items()}
         lines = [f"chosen on {study.tuning_rounds} tuning rounds per grid point and arm, each on its own selection set "
                  f"of {study.selection}, by the {study.criterion} criterion ({TIE_BREAK}); lr/momentum, "
                  f"* = at an edge of the grid {tuning.LR_GRID[0]:g}..{tuning.LR_GRID[-1]:g}; ({tuning.FIRMNESS}):"]

@@ -257,9 +257,8 @@ def tuned_rates(s: eval_cnn.Settings, own: Scaling, gen: torch.Generator, bar) -
     per_row = torch.tensor(lrs, device=gen.device).repeat_interleave(own.tuning_rounds).repeat(len(stack.groups))
     eval_cnn.fit(t, gen, stack, bar, optimizer=engine.make_optimizer(t.optimizer, per_row, t.momentum))
     scores = eval_cnn.selection(t, gen, own.selection, t.rounds)(stack)[0].view(len(stack.groups), len(lrs), -1)
-    tables = {tuning.Arm(MODEL, n, s, eval_cnn.model(s, MODEL, n)):
-              {(lr, t.momentum): v.cpu().numpy() for lr, v in zip(lrs, by_rate)}
-              for n, by_rate in zip(counts(t), scores)}
+    tables = {tuning.Arm(MODEL, n, s, g.template): {(lr, t.momentum): v.cpu().numpy() for lr, v in zip(lrs, by_rate)}
+              for n, g, by_rate in zip(counts(t), stack.groups, scores)}
     tuning.race(eval_cnn, dataclasses.replace(s, rounds=own.tuning_rounds), tables, own.selection, "solved", gen, bar)
     return [tuning.decide(table, "solved", t.solved_at) for table in tables.values()]
 

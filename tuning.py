@@ -194,8 +194,8 @@ def race(script: ModuleType, s, tables: dict[Arm, dict], selection: int, criteri
     all in one stack (from a generator of the race's own), scored as the tuning rounds were; their scores join
     their tables (in place) and their rows follow the tuning rounds'. F-Race (Birattari et al., GECCO 2002)
     races every candidate until the data separate them; this races only the ones the data cannot order."""
-    entries = [(arm, lr, m) for arm, table in tables.items() for lr, m in
-               (tied(table, criterion, s.solved_at) if len(tied(table, criterion, s.solved_at)) > 1 else [])]
+    ties = {arm: tied(table, criterion, s.solved_at) for arm, table in tables.items()}
+    entries = [(arm, lr, m) for arm, points in ties.items() if len(points) > 1 for lr, m in points]
     if not entries:
         return []
     rounds = len(next(iter(tables[entries[0][0]].values())))
